@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from a3cli.errors import MissingDependencyError
@@ -23,3 +24,17 @@ def package_folder(package: str, purpose: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(package.replace("_", "-"), purpose)
     return Path(list(spec.submodule_search_locations)[0])
+
+
+# data/ sits at the repository root (the product's layout). A source checkout or an editable install reads it there; a
+# wheel installs it as data-files under <prefix>/share/a3/data (see pyproject.toml).
+_DATA_DIRS = (Path(__file__).resolve().parents[1] / "data", Path(sys.prefix) / "share" / "a3" / "data")
+
+
+def builtin_data(name: str) -> Path:
+    """Path of one of a3's built-in data files (general prompts, red-team prompts, the safety-prompt library): the
+    first location that has it, else the installed location, so a missing file fails where it is read, naming it."""
+    for folder in _DATA_DIRS:
+        if (folder / name).is_file():
+            return folder / name
+    return _DATA_DIRS[-1] / name

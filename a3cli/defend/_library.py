@@ -10,9 +10,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from a3cli._paths import builtin_data
 from a3cli.errors import SpecError
 
-LIBRARY_PATH = Path(__file__).resolve().parents[2] / "data" / "safety_prompts.yaml"
+LIBRARY_PATH = builtin_data("safety_prompts.yaml")
 
 Style = Literal["terse", "principled", "example-led", "refusal-style", "helpfulness-balanced", "wrapper-aware", "persona"]
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from a3cli._paths import builtin_data
 from a3cli._io import iter_jsonl
 from a3cli.errors import SpecError
 
 # Shipped with the repository: ~200 neutral opening sentences (news, forum, story, everyday writing).
-DEFAULT_PROMPTS_PATH = Path(__file__).resolve().parents[2] / "data" / "redteam_prompts.jsonl"
+DEFAULT_PROMPTS_PATH = builtin_data("redteam_prompts.jsonl")
 
 
 class PromptSettings(BaseModel):

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from a3cli._paths import builtin_data
 from a3cli._io import iter_jsonl
 from a3cli.errors import SpecError
 from a3cli.llm import Engine, Request
 from a3cli.spec import Message, Spec
 
-BUILTIN_GENERAL_PROMPTS = Path(__file__).resolve().parents[2] / "data" / "general_prompts.jsonl"
+BUILTIN_GENERAL_PROMPTS = builtin_data("general_prompts.jsonl")
 
 # Self-distilled replies are longer than probe replies (which only need enough text to judge): a reply cut short would
 # teach the model to stop mid-sentence.

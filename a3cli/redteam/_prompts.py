@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from a3cli._paths import builtin_data
 from a3cli._io import iter_jsonl
+from a3cli._paths import builtin_data
 from a3cli.errors import SpecError
 
 # Shipped with the repository: ~200 neutral opening sentences (news, forum, story, everyday writing).

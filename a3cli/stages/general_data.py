@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from a3cli._paths import builtin_data
 from a3cli._io import iter_jsonl
+from a3cli._paths import builtin_data
 from a3cli.errors import SpecError
 from a3cli.llm import Engine, Request
 from a3cli.spec import Message, Spec

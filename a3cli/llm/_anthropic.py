@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from a3cli.llm._clients import ClientPool, http_client, normalize_base_url
-from a3cli.llm._provider import Completion, Provider, ProviderError, register_provider
+from a3cli.llm._clients import http_client
+from a3cli.llm._provider import Completion, ProviderError, register_provider
 from a3cli.llm._sdk_errors import from_sdk_exception, short
-from a3cli.llm._secrets import MissingAPIKeyError, api_key
+from a3cli.llm._sdk_provider import SDKProvider
 from a3cli.llm._types import Request, Usage
-from a3cli.spec import ModelRef
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
@@ -30,29 +29,21 @@ def _make_client(*, base_url: str, api_key: str, timeout: float) -> Any:
 
 
 @register_provider("anthropic")
-class AnthropicProvider(Provider):
+class AnthropicProvider(SDKProvider):
+    default_base_url = DEFAULT_BASE_URL
+    make_client = staticmethod(_make_client)
+
     def __init__(self) -> None:
         # Imported here, before any request's timeout starts: importing the SDK takes a second or more.
-        import anthropic.resources.messages  # noqa: F401
+        import anthropic.resources.messages
         import anthropic.types  # noqa: F401
-
-        self._clients = ClientPool(_make_client)
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
-
-    def identity(self, ref: ModelRef) -> dict[str, Any]:
-        return {"base_url": normalize_base_url(ref.base_url or DEFAULT_BASE_URL)}
+        super().__init__()
 
     async def generate(self, request: Request) -> Completion:
         import anthropic
 
         ref = request.model
-        try:
-            key = api_key(ref)
-        except MissingAPIKeyError as e:
-            raise ProviderError("auth", str(e)) from None
-        client = self._clients.get(normalize_base_url(ref.base_url or DEFAULT_BASE_URL), key, ref.timeout_s)
+        client = self.client(ref)
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         messages: list[dict[str, str]] = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
         sent_prefill = None

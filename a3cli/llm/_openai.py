@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from a3cli.llm._clients import ClientPool, http_client, normalize_base_url
-from a3cli.llm._provider import Completion, Provider, ProviderError, register_provider
+from a3cli.llm._clients import http_client
+from a3cli.llm._provider import Completion, ProviderError, register_provider
 from a3cli.llm._sdk_errors import from_sdk_exception, short
-from a3cli.llm._secrets import MissingAPIKeyError, api_key
+from a3cli.llm._sdk_provider import SDKProvider
 from a3cli.llm._types import Request, Usage
-from a3cli.spec import ModelRef
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -23,31 +22,23 @@ def _make_client(*, base_url: str, api_key: str, timeout: float) -> Any:
 
 
 @register_provider("openai")
-class OpenAIProvider(Provider):
+class OpenAIProvider(SDKProvider):
+    default_base_url = DEFAULT_BASE_URL
+    make_client = staticmethod(_make_client)
+
     def __init__(self) -> None:
         # Imported here, before any request's timeout starts: importing the SDK takes a second or more.
-        import openai.resources.chat  # noqa: F401
+        import openai.resources.chat
         import openai.types.chat  # noqa: F401
-
-        self._clients = ClientPool(_make_client)
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
-
-    def identity(self, ref: ModelRef) -> dict[str, Any]:
-        return {"base_url": normalize_base_url(ref.base_url or DEFAULT_BASE_URL)}
+        super().__init__()
 
     async def generate(self, request: Request) -> Completion:
         import openai
         from openai.types.chat import ChatCompletion
 
         ref = request.model
-        base_url = normalize_base_url(ref.base_url or DEFAULT_BASE_URL)
-        try:
-            key = api_key(ref)
-        except MissingAPIKeyError as e:
-            raise ProviderError("auth", str(e)) from None
-        client = self._clients.get(base_url, key, ref.timeout_s)
+        base_url = self.base_url(ref)
+        client = self.client(ref)
         messages: list[dict[str, str]] = [{"role": m.role, "content": m.content} for m in request.messages]
         if request.prefill:
             # Servers that continue a final assistant turn (OpenRouter, llama.cpp) treat this as a prefill; others

@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from a3cli.errors import InfrastructureError, MissingDependencyError, UsageError
+from a3cli.errors import InfrastructureError, UsageError
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 POLICY_META_FILE = "policy.json"
@@ -82,18 +82,9 @@ def load_causal_lm(model_path: str | os.PathLike[str], *, device: str | torch.de
     if load_in_4bit:
         if device.type != "cuda":
             raise UsageError("4-bit (QLoRA) loading needs a CUDA GPU; none is available. Drop load_in_4bit to train in full precision.")
-        try:
-            import bitsandbytes  # noqa: F401  (only needed for the 4-bit path)
-        except ImportError:
-            raise MissingDependencyError("bitsandbytes", "4-bit (QLoRA) loading") from None
-        from transformers import BitsAndBytesConfig
+        from a3cli.train._load import bnb_4bit_config  # the one QLoRA config (NF4, double quantisation)
 
-        quant = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+        quant = bnb_4bit_config(torch.bfloat16)
         model = AutoModelForCausalLM.from_pretrained(
             source, quantization_config=quant, device_map={"": device.index or 0}, dtype=torch.bfloat16
         )

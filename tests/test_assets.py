@@ -17,12 +17,15 @@ import pytest
 import torch
 
 from a3cli import assets
-from a3cli.assets import _datasets, _fingerprint, _models, _toxicity
 from a3cli.assets import (
     SMOLLM2_REF,
     ModelNotFoundError,
     ModelUnavailableError,
     ToxicityClassifier,
+    _datasets,
+    _fingerprint,
+    _models,
+    _toxicity,
     embed,
     fix_chatml_eos,
     load_causal_lm,
@@ -32,29 +35,8 @@ from a3cli.assets import (
     weights_fingerprint,
 )
 from a3cli.errors import InfrastructureError, MissingDependencyError, SpecError
+from tests.fakes.tiny_llama import tiny_llama
 from tests.fakes.tiny_tokenizer import tiny_tokenizer
-
-
-
-
-
-def tiny_llama(tok, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.bos_token_id,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(cfg).eval()
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from a3cli.capability import (
     mean_token_kl,
 )
 from a3cli.errors import InfrastructureError, SpecError
+from tests.fakes.tiny_llama import tiny_llama
 from tests.fakes.tiny_tokenizer import tiny_tokenizer as make_tiny_tokenizer
-
 
 
 def _shortest_subjects(k: int) -> list[str]:
@@ -41,26 +41,6 @@ TWENTY_SUBJECTS = _shortest_subjects(20)
 
 def tiny_tokenizer():
     return prepare_tokenizer(make_tiny_tokenizer())
-
-
-def tiny_llama(tok, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.bos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(cfg).eval()
 
 
 @pytest.fixture(scope="module")

@@ -155,6 +155,12 @@ def select_checkpoint(
     def pick(candidates: list[CandidateRow], key) -> CandidateRow:
         return min(candidates, key=lambda r: (*key(r), r.iteration))
 
+    def decide(chosen: int | Literal["baseline"], reason: str, rule: Literal["primary", "fallback", "baseline"]) -> Selection:
+        return Selection(
+            chosen=chosen, reason=reason + noise_text, rule=rule, asr_target=asr_target,
+            capability_tolerance=capability_tolerance, noise_warning=noise_warning, candidates=table,
+        )
+
     qualified = [r for r in rows if r.qualifies]
     if qualified:
         best = pick(qualified, lambda r: _key(r.fpr_mean, r.asr_mean))
@@ -167,15 +173,7 @@ def select_checkpoint(
             f"iteration {best.iteration}: lowest mean FPR ({best.fpr_mean:.4f}) among {len(qualified)} iteration(s) with "
             f"ASR <= {asr_target} on validation and OOD and {cap}."
         )
-        return Selection(
-            chosen=best.iteration,
-            reason=reason + noise_text,
-            rule="primary",
-            asr_target=asr_target,
-            capability_tolerance=capability_tolerance,
-            noise_warning=noise_warning,
-            candidates=table,
-        )
+        return decide(best.iteration, reason, "primary")
 
     within = [r for r in rows if r.capability_ok is not False]
     base_score = baseline.asr + baseline.fpr
@@ -188,15 +186,7 @@ def select_checkpoint(
             f"({best.asr_mean + best.fpr_mean:.4f}, baseline {base_score:.4f}) among {len(within)} iteration(s) "
             f"within capability tolerance."
         )
-        return Selection(
-            chosen=best.iteration,
-            reason=reason + noise_text,
-            rule="fallback",
-            asr_target=asr_target,
-            capability_tolerance=capability_tolerance,
-            noise_warning=noise_warning,
-            candidates=table,
-        )
+        return decide(best.iteration, reason, "fallback")
 
     if not rows:
         why = "there are no trained iterations"
@@ -205,12 +195,4 @@ def select_checkpoint(
     else:
         why = f"no iteration within capability tolerance beats the baseline's mean ASR + mean FPR ({base_score:.4f})"
     reason = f"fallback to the baseline: no iteration qualified (ASR <= {asr_target} on validation and OOD, capability within tolerance) and {why}."
-    return Selection(
-        chosen="baseline",
-        reason=reason + noise_text,
-        rule="baseline",
-        asr_target=asr_target,
-        capability_tolerance=capability_tolerance,
-        noise_warning=noise_warning,
-        candidates=table,
-    )
+    return decide("baseline", reason, "baseline")

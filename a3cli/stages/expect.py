@@ -209,29 +209,20 @@ class _Expect:
         ex = self.spec.expected
         model = self.spec.roles.expected
         assert model is not None
+
+        def request(system: str, user: str) -> Request:
+            messages = [Message(role="system", content=system), Message(role="user", content=user)]
+            return Request(model=model, messages=messages, config=model.generate, role="expected")
+
         reqs: list[Request] = []
         for p in harmful:
             system = ex.harmful_system_prompt or _EXPECTED_SYSTEM
             user = _format(ex.harmful_user_template, _HARMFUL_TEMPLATE[ex.harmful_behavior], p.messages)
-            reqs.append(
-                Request(
-                    model=model,
-                    messages=[Message(role="system", content=system), Message(role="user", content=user)],
-                    config=model.generate,
-                    role="expected",
-                )
-            )
+            reqs.append(request(system, user))
         for p in benign:
             system = ex.benign_system_prompt or _EXPECTED_SYSTEM
             user = _format(ex.benign_user_template, _BENIGN_TEMPLATE, p.messages)
-            reqs.append(
-                Request(
-                    model=model,
-                    messages=[Message(role="system", content=system), Message(role="user", content=user)],
-                    config=model.generate,
-                    role="expected",
-                )
-            )
+            reqs.append(request(system, user))
         responses: list[Response] = await self.engine.generate(reqs, progress="expect: ideal replies") if reqs else []
         out: dict[str, tuple[str, str]] = {}
         for p, resp in zip(harmful, responses[: len(harmful)]):

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from a3cli.train import SFTExample, TrainHyperparams, resolve_precision, tiny_chat_model, train_lora
+from a3cli.train import SFTExample, TrainHyperparams, lora_config, resolve_precision, tiny_chat_model, train_lora
 from a3cli.train._load import load_model_and_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,6 @@ def run_a3(base, tok, examples, hp: TrainHyperparams, workdir: Path) -> dict:
 
 def run_trl(base, tok, examples, hp: TrainHyperparams, workdir: Path) -> dict:
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
@@ -110,14 +109,7 @@ def run_trl(base, tok, examples, hp: TrainHyperparams, workdir: Path) -> dict:
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    lora = LoraConfig(
-        r=hp.lora_rank,
-        lora_alpha=hp.lora_alpha,
-        lora_dropout=hp.lora_dropout,
-        target_modules=list(hp.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    lora = lora_config(hp)  # the same adapter a3's trainer attaches
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=lora)
     counted = {"tokens": 0}
     collate = trainer.data_collator

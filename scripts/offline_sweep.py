@@ -28,7 +28,7 @@ from a3cli.spec import Message, Spec
 from a3cli.stages.expect import REFUSALS
 from a3cli.stages.general_data import build_general_examples, general_source_path, load_general_conversations
 from a3cli.stages.generate._topics import BENIGN_TOPICS
-from a3cli.train import SFTExample, TrainHyperparams, train_lora
+from a3cli.train import SFTExample, TrainHyperparams, lora_config, train_lora
 
 FIXED_REFUSAL = "I'm sorry, but I can't help with that."
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -131,11 +131,11 @@ def main() -> None:
     )
     t0 = time.monotonic()
     model, tokenizer = load_causal_lm(spec.target.model)
-    if a.last:
-        from peft import LoraConfig, get_peft_model
+    if a.last:  # train_lora trains an adapter it is handed as it is
+        from peft import get_peft_model
 
         n = model.config.num_hidden_layers
-        model = get_peft_model(model, LoraConfig(r=a.rank, lora_alpha=2 * a.rank, target_modules=modules, layers_to_transform=list(range(n - a.last, n)), task_type="CAUSAL_LM"))
+        model = get_peft_model(model, lora_config(hp, layers=list(range(n - a.last, n))))
     trained = train_lora(model, tokenizer, examples, hp, out / "adapter")
     del model
     t1 = time.monotonic()

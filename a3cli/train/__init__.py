@@ -13,7 +13,15 @@ from a3cli.train._load import load_model_and_tokenizer
 from a3cli.train._sampling import draw_epoch, epoch_size, group_by_length, sampling_probabilities
 from a3cli.train._search import ClampResult, Proposal, SearchSpace, Trial, clamp_choice, initial_arms, propose_next
 from a3cli.train._selection import CandidateRow, IterationResult, Selection, select_checkpoint
-from a3cli.train._sft import attach_lora, cpu_has_fast_bf16, merge_adapter, read_train_result, resolve_precision, train_lora
+from a3cli.train._sft import (
+    attach_lora,
+    cpu_has_fast_bf16,
+    lora_config,
+    merge_adapter,
+    read_train_result,
+    resolve_precision,
+    train_lora,
+)
 from a3cli.train._tiny import tiny_chat_model, tiny_chat_tokenizer
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "group_by_length",
     "initial_arms",
     "load_model_and_tokenizer",
+    "lora_config",
     "merge_adapter",
     "propose_next",
     "read_train_result",

@@ -43,10 +43,25 @@ def _torch():
     return torch
 
 
+def lora_config(hp: TrainHyperparams, layers: list[int] | None = None) -> Any:
+    """The peft LoraConfig of `hp` (on every layer, or only on `layers`); the TRL baseline in bench/ uses it too."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=hp.lora_rank,
+        lora_alpha=hp.lora_alpha,
+        lora_dropout=hp.lora_dropout,
+        target_modules=list(hp.target_modules),
+        layers_to_transform=layers,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
 def attach_lora(model: Any, hp: TrainHyperparams) -> Any:
     """Wrap `model` in a fresh LoRA adapter (in place, as peft does); seeded so LoRA init is reproducible."""
     torch = _torch()
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in hp.target_modules if t not in present]
@@ -59,14 +74,7 @@ def attach_lora(model: Any, hp: TrainHyperparams) -> Any:
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     torch.manual_seed(hp.seed)
-    config = LoraConfig(
-        r=hp.lora_rank,
-        lora_alpha=hp.lora_alpha,
-        lora_dropout=hp.lora_dropout,
-        target_modules=list(hp.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    config = lora_config(hp)
     with warnings.catch_warnings():
         # peft 0.21 reads the deprecated `is_gradient_checkpointing`; the warning is theirs, not the user's to act on
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

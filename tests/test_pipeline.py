@@ -15,17 +15,12 @@ from a3cli.spec import Roles, Spec, load_spec
 from a3cli.stages.pipeline import STAGES, closing_rows, run_pipeline, stage_range
 from a3cli.stages.train import search_score
 from a3cli.stages.train_agent import clamp_weights
+from tests.fakes.tiny_chat_dir import save_tiny_chat_model
 
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from a3cli.train import tiny_chat_model
-
-    model, tokenizer = tiny_chat_model(seed=0)
-    folder = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_chat_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
 
 
 def _spec_file(tmp_path: Path, model_dir: Path) -> Path:

@@ -12,6 +12,7 @@ from a3cli.llm import Engine, scripted_model
 from a3cli.rundir import RunDir
 from a3cli.spec import Spec, parse_spec_text
 from a3cli.stages.redteam import build_reward, run_redteam_stage
+from tests.fakes.tiny_chat_dir import save_tiny_chat_model
 
 SPEC = """
 spec_version: 1
@@ -34,13 +35,7 @@ redteam:
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from a3cli.train import tiny_chat_model
-
-    model, tokenizer = tiny_chat_model(seed=1)
-    folder = tmp_path_factory.mktemp("tiny-policy")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_chat_model(tmp_path_factory.mktemp("tiny-policy"), seed=1)
 
 
 def _spec(model_dir: Path, target_reply) -> Spec:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from a3cli.llm import Engine, make_request
-from a3cli.llm import _local
+from a3cli.llm import Engine, _local, make_request
 from a3cli.spec import ModelRef
+from tests.fakes.tiny_chat_dir import save_tiny_chat_model
 
 
 @pytest.fixture(autouse=True)
@@ -22,13 +22,7 @@ def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from a3cli.train._tiny import tiny_chat_model
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model, tokenizer = tiny_chat_model(seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_chat_model(tmp_path_factory.mktemp("tiny-llama"), seed=0)
 
 
 def _save_adapter(base: Path, out: Path, seed: int) -> None:

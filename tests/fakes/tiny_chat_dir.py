@@ -8,6 +8,7 @@ from pathlib import Path
 def save_tiny_chat_model(folder: Path, seed: int = 0) -> Path:
     from a3cli.train import tiny_chat_model
 
+    folder.mkdir(parents=True, exist_ok=True)
     model, tokenizer = tiny_chat_model(seed=seed)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

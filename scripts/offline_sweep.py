@@ -58,9 +58,14 @@ def build_examples(a: argparse.Namespace, spec: Spec, run: Path) -> list[SFTExam
     for r in rows:
         messages = [dict(m) for m in r["messages"]]
         weight = float(r.get("weight", 1.0)) * (a.benign_weight if r["kind"] == "benign" else 1.0)
+        has_reply = messages[-1]["role"] == "assistant"
         if r["kind"] == "harmful":
             messages[-1]["content"] = refusal(a.refusal, messages[-1]["content"])
-        examples.append(SFTExample(messages=messages, weight=weight, source=r["kind"], hypothesis_id=r.get("hypothesis_id")))
+        if has_reply:
+            examples.append(SFTExample(messages=messages, weight=weight, source=r["kind"], hypothesis_id=r.get("hypothesis_id")))
+        if a.unlikelihood and r.get("avoid"):  # expect's benign rows and benign topic swaps: the refusal not to start
+            prompt = messages[:-1] if has_reply else messages
+            examples.append(SFTExample(messages=prompt, avoid=r["avoid"], weight=weight, source="benign", hypothesis_id=r.get("hypothesis_id")))
         topic = probes.get(r["probe_id"], {}).get("topic")
         if a.plain and r["kind"] == "harmful" and topic:  # the unwrapped request, refused too
             examples.append(SFTExample(messages=[{"role": "user", "content": topic}, messages[-1]], source="harmful"))
@@ -116,6 +121,7 @@ def main() -> None:
     p.add_argument("--swap", type=int, default=0, help="extra benign topics per harmful wrapper")
     p.add_argument("--general", type=int, default=0, help="general prompts to answer (0: the run's general data)")
     p.add_argument("--anchors", type=int, default=0, help="unused StrongREJECT prompts to add as refusals")
+    p.add_argument("--unlikelihood", type=float, default=0.0, help="weight of the avoid-the-refusal term (rows naming `avoid`)")
     p.add_argument("--capability", action="store_true", help="also run the spec's capability benchmarks")
     a = p.parse_args()
 
@@ -128,6 +134,7 @@ def main() -> None:
     hp = TrainHyperparams(
         lora_rank=a.rank, lora_alpha=2 * a.rank, learning_rate=a.lr, epochs=a.epochs, general_share=a.general_share,
         batch_size=spec.training.batch_size, max_length=spec.training.max_length, target_modules=modules,
+        unlikelihood_weight=a.unlikelihood,
     )
     t0 = time.monotonic()
     model, tokenizer = load_causal_lm(spec.target.model)

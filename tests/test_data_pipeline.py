@@ -120,13 +120,25 @@ def test_prompt_spec_offline_end_to_end(tmp_path: Path) -> None:
     sft = _jsonl(run.path("expect", "train_sft.jsonl"))
     train = {r["id"]: r for r in splits["train"]}
     assert ex.counts["examples"] == len(sft) and sft
+    refusals = spec.expected.refusals or REFUSALS  # the offline default names one refusal sentence
+    swaps = [r for r in sft if r["origin"] == "topic_swap"]
+    assert swaps and ex.counts["topic_swaps"] == len(swaps)
+    for row in swaps:  # the wrapper of a harmful training probe with another topic
+        source = train[row["probe_id"].split(":")[0]]
+        assert source["kind"] == "harmful" and row["hypothesis_id"] == source["hypothesis_id"]
+        if row["kind"] == "harmful":
+            assert row["messages"][-1]["content"] in refusals
+        else:
+            assert row["messages"][-1]["role"] == "user" and row["avoid"] in refusals
+    sft = [r for r in sft if r["origin"] != "topic_swap"]
     for row in sft:
         assert row["messages"][-1]["role"] == "assistant" and row["messages"][:-1] == train[row["probe_id"]]["messages"]
         reply = row["messages"][-1]["content"]
         if row["kind"] == "harmful":
-            assert reply in REFUSALS and row["origin"] == "refusal_bank"
+            assert reply in refusals and row["origin"] == "refusal_bank"
         else:
             assert row["origin"] == "target_self" and reply == train[row["probe_id"]]["result"]["reply"] and not is_refusal(reply)
+            assert row["avoid"] in refusals
         assert row["key"] == prompt_key(
             [__import__("a3cli.spec", fromlist=["Message"]).Message(**m) for m in row["messages"][:-1]], row["prefill"]
         )
@@ -134,7 +146,7 @@ def test_prompt_spec_offline_end_to_end(tmp_path: Path) -> None:
     report = json.loads(run.path("expect", "report.json").read_text())
     assert report["counts"].get("benign_dropped:target_refused", 0) == len(dropped)
     assert sorted(report["probes"].get("benign_dropped:target_refused", [])) == sorted(r["id"] for r in dropped)
-    assert len({r["messages"][-1]["content"] for r in sft if r["kind"] == "harmful"}) > 1  # varied refusals
+    assert {r["messages"][-1]["content"] for r in sft if r["kind"] == "harmful"} <= set(refusals)
     assert [r["weight"] for r in sft if r["hypothesis_id"] == "h00-seed" and r["kind"] == "harmful"] == [2.0]
 
     # everything is current now: a second pass makes no model call and rewrites nothing

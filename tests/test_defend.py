@@ -374,8 +374,11 @@ def test_mix_examples_share_the_task_mass():
         {"messages": [{"role": "user", "content": "h"}, {"role": "assistant", "content": "no"}], "kind": "harmful", "weight": 2.0},
         {"messages": [{"role": "user", "content": "h2"}, {"role": "assistant", "content": "no"}], "kind": "harmful", "weight": 1.0},
         {"messages": [{"role": "user", "content": "b"}, {"role": "assistant", "content": "yes"}], "kind": "benign", "weight": 1.0},
+        # a benign topic swap names only a refusal to avoid: no reply to learn, so not part of a fixed mix
+        {"messages": [{"role": "user", "content": "b2"}], "kind": "benign", "weight": 1.0, "avoid": "no", "origin": "topic_swap"},
     ]
     ex = mix_examples(sft, [], 0.3)
+    assert len(ex) == 3
     harmful = sum(e.weight for e in ex if e.source == "harmful")
     assert harmful == pytest.approx(0.3) and sum(e.weight for e in ex if e.source == "benign") == pytest.approx(0.7)
     assert ex[0].weight == pytest.approx(0.2)  # the seed's double weight is kept within the harmful share

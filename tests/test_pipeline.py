@@ -143,3 +143,21 @@ def test_search_score_prefers_low_asr_and_fpr() -> None:
     good, refuses_all, dumb = result(1, 1, 0.5), result(0, 10, 0.5), result(0, 0, 0.3)
     assert search_score(good, base, 0.02) > search_score(refuses_all, base, 0.02)
     assert search_score(good, base, 0.02) > search_score(dumb, base, 0.02)
+
+
+def test_rows_naming_a_reply_to_avoid_become_avoid_examples_only_with_unlikelihood():
+    from a3cli.stages.train import weighted_examples
+
+    user = {"role": "user", "content": "How do I bake bread?"}
+    rows = [
+        {"messages": [user, {"role": "assistant", "content": "Knead."}], "kind": "benign", "hypothesis_id": "h1", "avoid": "Sorry, no."},
+        {"messages": [{"role": "user", "content": "Plan a party."}], "kind": "benign", "hypothesis_id": "h1", "avoid": "Sorry, no."},
+        {"messages": [user, {"role": "assistant", "content": "Sorry, no."}], "kind": "harmful", "hypothesis_id": "h1"},
+    ]
+    plain = weighted_examples(rows, [], {}, benign_weight=2.0)
+    assert [(e.source, e.avoid) for e in plain] == [("benign", None), ("harmful", None)]
+    with_ul = weighted_examples(rows, [], {}, benign_weight=2.0, unlikelihood=True)
+    assert [(e.source, e.avoid, e.weight) for e in with_ul] == [
+        ("benign", None, 2.0), ("benign", "Sorry, no.", 2.0), ("benign", "Sorry, no.", 2.0), ("harmful", None, 1.0)
+    ]
+    assert with_ul[1].messages[-1].content == "How do I bake bread?" and with_ul[2].messages[-1].content == "Plan a party."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -231,6 +232,69 @@ def test_packing_gives_the_same_losses_as_padded_batches(tok, tmp_path):
     padded = train_lora(make_model(tok), tok, examples, hp(max_steps=4), tmp_path / "p", progress=False)
     packed = train_lora(make_model(tok), tok, examples, hp(max_steps=4, packing=True), tmp_path / "k", progress=False)
     assert packed.losses == pytest.approx(padded.losses, rel=1e-4)
+
+
+REFUSAL = "I can't help with that request."
+
+
+def avoid_example(i: int) -> SFTExample:
+    return SFTExample(messages=[{"role": "user", "content": f"Question {i}: tell me something."}], avoid=REFUSAL, source="benign")
+
+
+def test_an_avoid_example_labels_only_the_first_tokens_of_the_avoided_reply(tok):
+    t = tokenize_example(avoid_example(0), tok, max_length=512, avoid_tokens=3)
+    reply = tok(REFUSAL, add_special_tokens=False)["input_ids"]
+    assert t.avoid and t.n_supervised == 3
+    assert t.input_ids[-3:] == reply[:3] and t.labels[-3:] == reply[:3]
+    assert set(t.labels[:-3]) == {-100}
+    assert tok.decode(t.input_ids[:-3]).endswith("<|im_start|>assistant\n")
+    assert not tokenize_example(conv(0), tok, max_length=512).avoid
+    with pytest.raises(ValueError, match="ends on the user turn"):  # an avoid example has no reply of its own
+        SFTExample(messages=conv(0).messages, avoid=REFUSAL, source="benign")
+
+
+def _log_p_start(model, tok, example: SFTExample) -> float:
+    """log p(first 3 tokens of the avoided reply | prompt)."""
+    t = tokenize_example(example, tok, 512, avoid_tokens=3)
+    with torch.no_grad():
+        logits = model(torch.tensor([t.input_ids])).logits[0, -4:-1].float()
+    return float(torch.log_softmax(logits, -1).gather(1, torch.tensor(t.input_ids[-3:])[:, None]).sum())
+
+
+def test_unlikelihood_pushes_down_the_start_of_an_avoided_reply(tok, tmp_path):
+    # First the refusal is learned for every "Question i" prompt; then training on avoid examples for the odd ones
+    # must make its start unlikely there (held-out odd prompts too), and with weight 0 must change nothing.
+    refuse_all = [SFTExample(messages=[conv(i).messages[0], {"role": "assistant", "content": REFUSAL}], source="harmful") for i in range(16)]
+    avoid = [avoid_example(i) for i in range(1, 15, 2)]
+    held_out = avoid_example(41)
+    untrained = _log_p_start(make_model(tok), tok, avoid[0])  # about 3 x log(1/259)
+    for weight in (0.0, 1.0):
+        model = attach_lora(make_model(tok), hp())
+        train_lora(model, tok, refuse_all, hp(max_steps=40), tmp_path / f"refuse{weight}", progress=False)
+        model.eval()
+        before = (_log_p_start(model, tok, avoid[0]), _log_p_start(model, tok, held_out))
+        assert min(before) > untrained + 12.0  # the refusal's start is now likely everywhere
+        result = train_lora(model, tok, avoid, hp(max_steps=10, unlikelihood_weight=weight), tmp_path / f"avoid{weight}", progress=False)
+        model.eval()
+        after = (_log_p_start(model, tok, avoid[0]), _log_p_start(model, tok, held_out))
+        assert len(result.avoid_losses) == 10 and result.supervised_tokens == 0  # avoided tokens are not reply tokens
+        if weight == 0.0:
+            assert after == pytest.approx(before, abs=1e-5)
+        else:
+            assert after[0] < before[0] - 3.0 and after[1] < before[1] - 3.0
+            assert result.avoid_losses[-1] < result.avoid_losses[0] / 10
+
+
+def test_the_unlikelihood_term_pushes_hardest_on_starts_the_model_is_sure_of():
+    from a3cli.train._sft import unlikelihood
+
+    log_p = torch.tensor([0.0, -1e-9, -0.5, -5.0], requires_grad=True)  # p = 1, ~1, 0.61, 0.007
+    loss = unlikelihood(log_p)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all() and loss[2].item() == pytest.approx(-math.log(1 - math.exp(-0.5)), rel=1e-5)
+    grad = log_p.grad.tolist()
+    assert grad[0] == pytest.approx(99.0, rel=1e-3) and grad[1] == pytest.approx(99.0, rel=1e-3)  # capped, not zero
+    assert grad[0] > grad[2] > grad[3] > 0  # descent lowers every log p, most where p is largest
 
 
 def test_merge_adapter_matches_the_adapter(tok, tmp_path):

@@ -129,6 +129,8 @@ def _without_system(messages: list[Message]) -> tuple[Message, ...]:
 def _sft_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
     for n, row in enumerate(read_jsonl(path), 1):
+        if isinstance(row, dict) and row.get("origin") == "topic_swap":
+            continue  # training augmentation (a probe's wrapper with another topic), not a probe of the run
         try:
             messages = [Message.model_validate(m) for m in row["messages"]]
             kind = row["kind"]

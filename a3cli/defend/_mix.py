@@ -50,10 +50,16 @@ def fixed_hyperparams(spec: Spec) -> TrainHyperparams:
     )
 
 
+def _role(message: Any) -> str:
+    return message["role"] if isinstance(message, dict) else message.role
+
+
 def mix_examples(sft_rows: list[dict[str, Any]], general_rows: list[dict[str, Any]], harmful_share: float) -> list[SFTExample]:
-    """Harmful rows share `harmful_share` of the task mass, benign rows the rest; relative weights are kept."""
-    harmful = [r for r in sft_rows if r["kind"] == "harmful"]
-    benign = [r for r in sft_rows if r["kind"] == "benign"]
+    """Harmful rows share `harmful_share` of the task mass, benign rows the rest; relative weights are kept. Rows with
+    no reply to learn (benign topic swaps, which only name a refusal to avoid) are not part of a fixed mix."""
+    with_reply = [r for r in sft_rows if _role(r["messages"][-1]) == "assistant"]
+    harmful = [r for r in with_reply if r["kind"] == "harmful"]
+    benign = [r for r in with_reply if r["kind"] == "benign"]
     if not harmful or not benign:
         raise A3Error(
             f"the fixed-mix sweep needs harmful and benign training examples (expect/train_sft.jsonl has {len(harmful)} "

@@ -277,6 +277,11 @@ class Expected(Strict):
     benign_system_prompt: str | None = None
     benign_user_template: str | None = Field(None, description="Placeholder {prompt}.")
     harmful_default_response: str = "I can't help with that."
+    refusals: list[str] | None = Field(
+        None, min_length=1,
+        description="Refusals the offline expect stage picks from for harmful probes (none: a3's built-in 20). One sentence "
+        "gives the model a single refusal to learn, and a single refusal start to avoid on benign prompts.",
+    )
     benign_default_response: str | None = Field(None, description="Fallback for benign prompts; none means drop the sample.")
 
     @field_validator("harmful_user_template", "benign_user_template")
@@ -339,6 +344,20 @@ class Training(Strict):
         1.0, gt=0.0, le=10.0,
         description="Sampling weight of benign twins relative to harmful probes. Raise it when fine-tuning starts refusing "
         "benign prompts that share a harmful probe's form (the model then has to learn intent, not wrapper).",
+    )
+    topic_swaps: int = Field(
+        0, ge=0, le=50,
+        description="Per harmful training probe whose topic appears verbatim, this many other harmful topics (StrongREJECT, "
+        "refused) and as many benign topics (not to be refused) in the same wrapper, none from validation or OOD. With few "
+        "probes a small model otherwise learns the wrapper rather than the request.",
+    )
+    unlikelihood_weight: float = Field(
+        0.0, ge=0.0, le=100.0,
+        description="Weight of the term that pushes down the probability of starting a refusal on benign prompts (benign "
+        "twins and benign topic swaps); 0 trains on replies only.",
+    )
+    target_modules: list[str] | None = Field(
+        None, min_length=1, description="LoRA target modules (none: the attention projections q/k/v/o_proj)."
     )
     load_in_4bit: bool = Field(False, description="QLoRA base (CUDA + bitsandbytes only).")
     seed: int = 0

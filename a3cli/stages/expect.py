@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from a3cli._io import read_jsonl
+from a3cli.errors import SpecError
 from a3cli.judges import render_conversation, run_sync, spec_judges
 from a3cli.llm._types import Request, Response
 from a3cli.rundir import RunDir, StageManifest
@@ -29,7 +30,7 @@ from a3cli.stages._probes import Probe, prompt_key
 from a3cli.stages.generate import SEED_HYPOTHESIS
 
 STAGE = "expect"
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: benign rows name the refusal to avoid; topic swaps
 SEED_WEIGHT = 2.0  # the one observed failure counts double among the harmful examples
 MIN_TRIMMED_CHARS = 40
 
@@ -125,6 +126,10 @@ class _Expect:
         self.counts: Counter[str] = Counter()
         self.report: dict[str, list[str]] = defaultdict(list)
 
+    @property
+    def refusals(self) -> tuple[str, ...]:
+        return tuple(self.spec.expected.refusals or REFUSALS)
+
     def note(self, reason: str, probe_id: str) -> None:
         self.counts[reason] += 1
         self.report[reason].append(probe_id)
@@ -150,27 +155,55 @@ class _Expect:
                 continue
             reply, origin = ideal[p.id]
             weight = SEED_WEIGHT if p.hypothesis_id == SEED_HYPOTHESIS and p.kind == "harmful" else 1.0
-            out.append(
-                {
-                    "key": prompt_key(p.messages, p.prefill),
-                    "probe_id": p.id,
-                    "messages": [m.model_dump() for m in p.messages] + [{"role": "assistant", "content": reply}],
-                    "kind": p.kind,
-                    "source": p.kind,
-                    "hypothesis_id": p.hypothesis_id,
-                    "weight": weight,
-                    "origin": origin,
-                    "prefill": p.prefill,
-                }
-            )
+            key = prompt_key(p.messages, p.prefill)
+            row = {
+                "key": key,
+                "probe_id": p.id,
+                "messages": [m.model_dump() for m in p.messages] + [{"role": "assistant", "content": reply}],
+                "kind": p.kind,
+                "source": p.kind,
+                "hypothesis_id": p.hypothesis_id,
+                "weight": weight,
+                "origin": origin,
+                "prefill": p.prefill,
+            }
+            if p.kind == "benign":
+                row["avoid"] = _pick(self.refusals, key)  # the refusal a benign prompt must not get (unlikelihood)
+            out.append(row)
         return out
+
+    def swapped(self, train_rows: list[dict[str, Any]], used_topics: set[str]) -> list[dict[str, Any]]:
+        """Topic swaps of the harmful training probes: harmful ones end on a refusal from the bank, benign ones end on
+        the user turn and name the refusal to avoid (they have no reply to learn)."""
+        from a3cli.stages._topic_swap import topic_swaps
+
+        rows = []
+        for swap in topic_swaps(train_rows, used_topics, self.spec.training.topic_swaps, self.spec.training.seed):
+            key = prompt_key([Message.model_validate(m) for m in swap["messages"]], None)
+            refusal = _pick(self.refusals, key)
+            harmful = swap["kind"] == "harmful"
+            row = {
+                "key": key,
+                "probe_id": f"{swap['source_id']}:{swap['swap']}",
+                "messages": swap["messages"] + ([{"role": "assistant", "content": refusal}] if harmful else []),
+                "kind": swap["kind"],
+                "source": swap["kind"],
+                "hypothesis_id": swap["hypothesis_id"],
+                "weight": 1.0,
+                "origin": "topic_swap",
+                "prefill": None,
+            }
+            if not harmful:
+                row["avoid"] = refusal
+            rows.append(row)
+        return rows
 
     # ------------------------------------------------------------------------------------------------------ offline
 
     def _offline_harmful(self, p: Probe) -> tuple[str, str]:
         key = prompt_key(p.messages, p.prefill)
         if self.spec.expected.harmful_behavior == "refuse":
-            return _pick(REFUSALS, key), "refusal_bank"
+            return _pick(self.refusals, key), "refusal_bank"
         previous = _previous_answer(p.messages)
         if previous is None:
             self.note("harmful_default:no_previous_answer_to_hold", p.id)
@@ -253,10 +286,15 @@ class _Expect:
 
 
 def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any) -> StageManifest:
-    """Write expect/train_sft.jsonl (messages ending with the ideal reply, kind, hypothesis_id, weight) and
-    expect/report.json (fallbacks and drops by reason, with probe ids)."""
+    """Write expect/train_sft.jsonl (messages ending with the ideal reply, kind, hypothesis_id, weight; benign rows
+    also name the refusal to avoid; topic swaps when `training.topic_swaps` is set) and expect/report.json (fallbacks
+    and drops by reason, with probe ids)."""
     run = as_run_dir(spec, run_dir)
     inputs = [run.path("split", "train.jsonl")]
+    if spec.training.topic_swaps and spec.expected.harmful_behavior != "refuse":
+        raise SpecError("training.topic_swaps needs expected.harmful_behavior: refuse (a swapped topic has no answer to hold)")
+    if spec.training.topic_swaps:  # their topics are kept out of the swaps
+        inputs += [run.path("split", "validation.jsonl"), run.path("split", "ood.jsonl")]
     if run.is_current(STAGE, inputs=inputs, code_version=CODE_VERSION):
         manifest = run.manifest(STAGE)
         assert manifest is not None
@@ -268,6 +306,9 @@ def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any
         rows = read_jsonl(inputs[0])
         job = _Expect(spec, engine)
         examples = run_sync(job.run(rows))
+        if spec.training.topic_swaps:
+            used = {r["topic"] for path in inputs for r in read_jsonl(path) if r.get("topic")}
+            examples += job.swapped(rows, used)
         st.write_jsonl("train_sft.jsonl", examples)
         st.write_json("report.json", {"counts": dict(sorted(job.counts.items())), "probes": {k: v for k, v in sorted(job.report.items())}})
         origins = Counter(e["origin"] for e in examples)
@@ -278,6 +319,7 @@ def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any
                 "benign": sum(1 for e in examples if e["kind"] == "benign"),
                 "train_probes": len(rows),
                 "origins": dict(sorted(origins.items())),
+                "topic_swaps": origins.get("topic_swap", 0),
                 "fallbacks": dict(sorted(job.counts.items())),
                 "method": "llm" if spec.roles.expected else "offline",
             }

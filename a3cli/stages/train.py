@@ -119,8 +119,10 @@ def base_hyperparams(spec: Spec) -> Any:
     from a3cli.train import TrainHyperparams
 
     t = spec.training
+    modules = {"target_modules": t.target_modules} if t.target_modules else {}
     return TrainHyperparams(
-        batch_size=t.batch_size, max_length=t.max_length, max_steps=t.max_steps, seed=t.seed, load_in_4bit=t.load_in_4bit
+        batch_size=t.batch_size, max_length=t.max_length, max_steps=t.max_steps, seed=t.seed, load_in_4bit=t.load_in_4bit,
+        unlikelihood_weight=t.unlikelihood_weight, **modules,
     )
 
 
@@ -182,8 +184,15 @@ def reweight_hypotheses(per_hypothesis: dict[str, dict[str, float | None]], hypo
 
 
 def weighted_examples(
-    task_rows: list[dict[str, Any]], general_rows: list[dict[str, Any]], weights: dict[str, HypothesisWeight], benign_weight: float = 1.0
+    task_rows: list[dict[str, Any]],
+    general_rows: list[dict[str, Any]],
+    weights: dict[str, HypothesisWeight],
+    benign_weight: float = 1.0,
+    unlikelihood: bool = False,
 ) -> list[Any]:
+    """Training examples from expect's rows and the general rows. With `unlikelihood`, a row naming a reply to
+    `avoid` also gives an avoid example (its prompt and that reply); rows with only a reply to avoid (benign topic
+    swaps) are left out without it."""
     from a3cli.train import SFTExample
 
     examples = []
@@ -192,7 +201,13 @@ def weighted_examples(
         w = weights.get(str(row.get("hypothesis_id")))
         factor = 1.0 if w is None else (w.harmful if kind == "harmful" else w.benign)
         factor *= benign_weight if kind == "benign" else 1.0
-        examples.append(SFTExample(messages=row["messages"], weight=float(row.get("weight", 1.0)) * factor, source=kind, hypothesis_id=row.get("hypothesis_id")))
+        common = {"weight": float(row.get("weight", 1.0)) * factor, "source": kind, "hypothesis_id": row.get("hypothesis_id")}
+        messages = row["messages"]
+        has_reply = messages[-1]["role"] == "assistant"
+        if has_reply:
+            examples.append(SFTExample(messages=messages, **common))
+        if unlikelihood and row.get("avoid"):
+            examples.append(SFTExample(messages=messages[:-1] if has_reply else messages, avoid=row["avoid"], **common))
     examples += [SFTExample(messages=row["messages"], source="general") for row in general_rows]
     return examples
 
@@ -320,7 +335,10 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
                     if model is None:
                         model, tokenizer = load_causal_lm(spec.target.model, dtype=spec.target.dtype, device=spec.target.device, revision=spec.target.revision)
                     examples, too_long = fitting_examples(
-                        weighted_examples(task_rows, general_rows, choice.hypothesis_weights, spec.training.benign_weight),
+                        weighted_examples(
+                            task_rows, general_rows, choice.hypothesis_weights, spec.training.benign_weight,
+                            unlikelihood=spec.training.unlikelihood_weight > 0,
+                        ),
                         tokenizer, spec.training.max_length,
                     )
                     if too_long:

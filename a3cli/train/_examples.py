@@ -1,11 +1,12 @@
-"""Training examples and their tokenisation: loss only on the final assistant reply and its end-of-turn token."""
+"""Training examples and their tokenisation: loss only on the final assistant reply and its end-of-turn token, or, for
+an example with `avoid`, only on the first tokens of a reply the model must not start (unlikelihood)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from a3cli.errors import A3Error
 
@@ -18,26 +19,35 @@ class ChatMessage(BaseModel):
 
 
 class SFTExample(BaseModel):
-    """One conversation whose last message is the assistant reply to learn.
+    """One conversation whose last message is the assistant reply to learn, or, with `avoid`, a conversation ending on
+    the user turn and a reply the model should not begin (its first tokens' probability is pushed down).
 
     `weight` is a sampling weight (relative within its source group), not a loss weight.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    messages: list[ChatMessage] = Field(min_length=2)
+    messages: list[ChatMessage] = Field(min_length=1)
     weight: float = Field(default=1.0, ge=0.0)
     source: Literal["harmful", "benign", "general"]
     hypothesis_id: str | None = None
+    avoid: str | None = Field(None, min_length=1, description="a reply not to start; messages then end on the user turn")
 
-    @field_validator("messages")
-    @classmethod
-    def _ends_with_reply(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
-        if messages[-1].role != "assistant":
+    @model_validator(mode="after")
+    def _ends_with_reply(self) -> SFTExample:
+        prompt = self.messages if self.avoid is not None else self.messages[:-1]
+        if self.avoid is None and self.messages[-1].role != "assistant":
             raise ValueError("the last message must be the assistant reply to learn")
-        if not any(m.role == "user" for m in messages[:-1]):
+        if self.avoid is not None and self.messages[-1].role != "user":
+            raise ValueError("an example with `avoid` ends on the user turn the avoided reply would answer")
+        if not any(m.role == "user" for m in prompt):
             raise ValueError("the conversation needs a user message before the reply")
-        return messages
+        return self
+
+    def conversation(self) -> list[dict[str, str]]:
+        """The messages with the reply whose tokens carry the loss (the avoided one for an `avoid` example)."""
+        messages = [m.model_dump() for m in self.messages]
+        return messages + [{"role": "assistant", "content": self.avoid}] if self.avoid is not None else messages
 
 
 class TokenizationError(A3Error):
@@ -51,6 +61,7 @@ class TokenizedExample:
     input_ids: list[int]
     labels: list[int]  # -100 outside the supervised reply span
     prompt_tokens_dropped: int  # left-truncation of the prompt
+    avoid: bool = False  # the labels are the first tokens of a reply not to start (unlikelihood, not likelihood)
 
     @property
     def n_supervised(self) -> int:
@@ -94,16 +105,17 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def tokenize_example(example: SFTExample, tokenizer: Any, max_length: int) -> TokenizedExample:
+def tokenize_example(example: SFTExample, tokenizer: Any, max_length: int, avoid_tokens: int = 3) -> TokenizedExample:
     """Render `example` with the tokenizer's chat template and mark the reply tokens as labels.
 
     The boundary is the rendering of the prompt with `add_generation_prompt=True`; it must be a prefix of the full
     rendering, as text and as tokens, or this raises (a template that rewrites earlier turns, e.g. one that strips
     reasoning, cannot be trained on safely this way). Over-long examples lose prompt tokens from the left; the reply is
-    never cut, and a reply that leaves no room for a prompt token raises."""
+    never cut, and a reply that leaves no room for a prompt token raises. An `avoid` example keeps only the first
+    `avoid_tokens` tokens of the avoided reply: whether a reply starts as a refusal is decided there."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise TokenizationError("the tokenizer has no chat template; a3 trains chat models only")
-    messages = [m.model_dump() for m in example.messages]
+    messages = example.conversation()
     prompt_text = _render(tokenizer, messages[:-1], generation_prompt=True)
     full_text = _render(tokenizer, messages, generation_prompt=False)
     if not full_text.startswith(prompt_text):
@@ -128,7 +140,7 @@ def tokenize_example(example: SFTExample, tokenizer: Any, max_length: int) -> To
     content_tokens_seen = False
     for i in range(boundary, len(full_ids)):
         if full_ids[i] in eot:
-            if content_tokens_seen or not example.messages[-1].content.strip():
+            if content_tokens_seen or not messages[-1]["content"].strip():
                 end = i + 1
                 break
             continue  # a special token that opens the reply (e.g. a header) is part of it
@@ -139,6 +151,8 @@ def tokenize_example(example: SFTExample, tokenizer: Any, max_length: int) -> To
             end -= 1
     if end <= boundary:
         raise TokenizationError("the reply renders to no tokens")
+    if example.avoid is not None:
+        end = min(end, boundary + avoid_tokens)
     reply_len = end - boundary
     if reply_len >= max_length:
         raise TokenizationError(
@@ -148,14 +162,14 @@ def tokenize_example(example: SFTExample, tokenizer: Any, max_length: int) -> To
     dropped = max(0, end - max_length)
     input_ids = full_ids[dropped:end]
     labels = [IGNORE] * (boundary - dropped) + full_ids[boundary:end]
-    return TokenizedExample(input_ids=input_ids, labels=labels, prompt_tokens_dropped=dropped)
+    return TokenizedExample(input_ids=input_ids, labels=labels, prompt_tokens_dropped=dropped, avoid=example.avoid is not None)
 
 
-def tokenize_examples(examples: list[SFTExample], tokenizer: Any, max_length: int) -> list[TokenizedExample]:
+def tokenize_examples(examples: list[SFTExample], tokenizer: Any, max_length: int, avoid_tokens: int = 3) -> list[TokenizedExample]:
     out = []
     for n, ex in enumerate(examples):
         try:
-            out.append(tokenize_example(ex, tokenizer, max_length))
+            out.append(tokenize_example(ex, tokenizer, max_length, avoid_tokens))
         except TokenizationError as e:
             raise TokenizationError(f"example {n} ({ex.source}): {e}") from None
     return out

@@ -37,6 +37,10 @@ class TrainHyperparams(BaseModel):
         default="auto", description="auto: bf16 autocast on CUDA and on CPUs with AMX, else fp32"
     )
     load_in_4bit: bool = Field(default=False, description="QLoRA base via bitsandbytes (CUDA only)")
+    unlikelihood_weight: float = Field(
+        default=1.0, ge=0.0, description="weight of -log(1 - p(avoided reply's first tokens)), averaged over `avoid` examples"
+    )
+    avoid_tokens: int = Field(default=3, ge=1, le=64, description="how many first tokens of an avoided reply are penalised")
 
     @field_validator("target_modules")
     @classmethod
@@ -51,6 +55,7 @@ class TrainResult(BaseModel):
     steps: int
     epochs_drawn: int
     losses: list[float] = Field(description="mean reply-token loss of each optimizer step")
+    avoid_losses: list[float] = Field(default_factory=list, description="mean unlikelihood term of each step that drew `avoid` examples")
     learning_rates: list[float]
     tokens_seen: int = Field(description="non-padding tokens through the model (prompt + reply)")
     supervised_tokens: int

@@ -141,8 +141,17 @@ def _is_peft(model: Any) -> bool:
     return isinstance(model, PeftModel)
 
 
+def unlikelihood(log_p: Any) -> Any:
+    """-log(1 - p) of each avoided start, from log p. Evaluated at p <= 0.99 with the gradient passed straight through,
+    so a start the model is sure of (p -> 1, where the loss has no finite value) still gets a bounded push down instead
+    of none (a plain clamp would stop its gradient exactly where it is needed most)."""
+    capped = log_p - (log_p - log_p.clamp(max=math.log(0.99))).detach()
+    return -_torch().log(-_torch().expm1(capped))
+
+
 class _ReplyLoss:
-    """Builds the nn.Module that returns the summed reply-token NLL; a module so DDP sees the forward."""
+    """Builds the nn.Module that returns the summed reply-token NLL and the summed unlikelihood of avoided reply
+    starts; a module so DDP sees the forward."""
 
     @staticmethod
     def make(peft_model: Any) -> Any:
@@ -158,7 +167,19 @@ class _ReplyLoss:
                 self.model = peft_model
                 self.sliced_head = takes_keep  # cleared if the model ignores a boolean logits_to_keep
 
-            def forward(self, input_ids, labels, attention_mask=None, position_ids=None):
+            def _token_nll(self, input_ids, target, supervised, kwargs):
+                if self.sliced_head:
+                    # Project onto the vocabulary only where the next token is a reply token: the LM head is a large
+                    # share of a small model's compute, and prompt positions need no logits.
+                    keep = F.pad(supervised, (0, 1), value=False)
+                    logits = self.model(input_ids=input_ids, logits_to_keep=keep, **kwargs).logits
+                    if logits.dim() == 2 and logits.shape[0] == int(supervised.sum()):
+                        return F.cross_entropy(logits.float(), target[supervised], reduction="none")
+                    self.sliced_head = False
+                logits = self.model(input_ids=input_ids, **kwargs).logits
+                return F.cross_entropy(logits[:, :-1][supervised].float(), target[supervised], reduction="none")
+
+            def forward(self, input_ids, labels, attention_mask=None, position_ids=None, avoid_ids=None):
                 target = labels[:, 1:]
                 supervised = target != IGNORE
                 kwargs: dict[str, Any] = {"use_cache": False}
@@ -166,41 +187,54 @@ class _ReplyLoss:
                     kwargs["attention_mask"] = attention_mask
                 if position_ids is not None:
                     kwargs["position_ids"] = position_ids
-                if self.sliced_head:
-                    # Project onto the vocabulary only where the next token is a reply token: the LM head is a large
-                    # share of a small model's compute, and prompt positions need no logits.
-                    keep = F.pad(supervised, (0, 1), value=False)
-                    logits = self.model(input_ids=input_ids, logits_to_keep=keep, **kwargs).logits
-                    if logits.dim() == 2 and logits.shape[0] == int(supervised.sum()):
-                        return F.cross_entropy(logits.float(), target[supervised], reduction="sum")
-                    self.sliced_head = False
-                logits = self.model(input_ids=input_ids, **kwargs).logits
-                return F.cross_entropy(logits[:, :-1][supervised].float(), target[supervised], reduction="sum")
+                nll = self._token_nll(input_ids, target, supervised, kwargs)
+                if avoid_ids is None:
+                    return nll.sum(), nll.new_zeros(())
+                # avoid_ids numbers each avoided reply's tokens (-1 elsewhere): their log-probs are summed per reply
+                # into log p(start), and the loss is -log(1 - p(start)), large exactly when the model would say it.
+                owner = avoid_ids[:, 1:][supervised]
+                avoided = owner >= 0
+                log_p = nll.new_zeros(int(avoid_ids.max()) + 1).index_add(0, owner[avoided], -nll[avoided])
+                return nll[~avoided].sum(), unlikelihood(log_p).sum()
 
         return ReplyLoss()
 
 
 def _collate(batch: Sequence[TokenizedExample], pad_id: int, packing: bool, device: Any) -> dict[str, Any]:
     torch = _torch()
+    out: dict[str, Any]
     if packing:
         ids = [t for ex in batch for t in ex.input_ids]
         labels = [t for ex in batch for t in ex.labels]
         pos = [p for ex in batch for p in range(len(ex))]
-        return {
+        out = {
             "input_ids": torch.tensor([ids], device=device),
             "labels": torch.tensor([labels], device=device),
             "position_ids": torch.tensor([pos], device=device),
         }
-    # Right padding and no attention mask: under causal attention a real token only sees earlier positions, all real,
-    # so the mask changes nothing that reaches the loss (pad positions get no labels and no logits), and without it
-    # attention takes the plain causal path (~5-8% faster per step on CPU than a materialised padding mask).
-    width = max(len(ex) for ex in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    for row, ex in enumerate(batch):
-        ids[row, : len(ex)] = torch.tensor(ex.input_ids)
-        labels[row, : len(ex)] = torch.tensor(ex.labels)
-    return {"input_ids": ids.to(device), "labels": labels.to(device)}
+    else:
+        # Right padding and no attention mask: under causal attention a real token only sees earlier positions, all
+        # real, so the mask changes nothing that reaches the loss (pad positions get no labels and no logits), and
+        # without it attention takes the plain causal path (~5-8% faster per step on CPU than a materialised mask).
+        width = max(len(ex) for ex in batch)
+        ids_t = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        labels_t = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+        for row, ex in enumerate(batch):
+            ids_t[row, : len(ex)] = torch.tensor(ex.input_ids)
+            labels_t[row, : len(ex)] = torch.tensor(ex.labels)
+        out = {"input_ids": ids_t.to(device), "labels": labels_t.to(device)}
+    if any(ex.avoid for ex in batch):
+        owners: list[list[int]] = []
+        for n, ex in enumerate(batch):
+            owners.append([n if ex.avoid else -1] * len(ex))
+        if packing:
+            avoid = torch.tensor([[o for row in owners for o in row]])
+        else:
+            avoid = torch.full(out["labels"].shape, -1, dtype=torch.long)
+            for row, own in enumerate(owners):
+                avoid[row, : len(own)] = torch.tensor(own)
+        out["avoid_ids"] = avoid.to(device)
+    return out
 
 
 def _schedule(optimizer: Any, kind: str, total: int, warmup: int) -> Any:
@@ -324,7 +358,7 @@ def train_lora(
     model, tokenizer = _resolve_model(model, tokenizer, hp, bf16, dist)
 
     notes: list[str] = []
-    tokenized = tokenize_examples(list(examples), tokenizer, hp.max_length)
+    tokenized = tokenize_examples(list(examples), tokenizer, hp.max_length, hp.avoid_tokens)
     truncated = sum(1 for t in tokenized if t.prompt_tokens_dropped)
     if truncated:
         notes.append(f"{truncated} example(s) had their prompt cut from the left to max_length={hp.max_length}")
@@ -375,6 +409,7 @@ def train_lora(
         no_input_cast = disable_input_dtype_casting(peft_model, active=bf16 and not quantized)
 
         losses: list[float] = []
+        avoid_losses: list[float] = []
         lrs: list[float] = []
         tokens_seen = supervised_seen = 0
         draws: Counter[str] = Counter()
@@ -390,17 +425,22 @@ def train_lora(
                         if step >= total_steps:
                             break
                         # Every process knows the whole step's plan, so each micro-batch is normalised by the step's
-                        # reply-token count without communicating (DDP then averages the gradients over processes).
-                        n_sup = sum(tokenized[i].n_supervised for mb in step_batches for i in mb)
+                        # reply-token count (and avoided-reply count) without communicating (DDP then averages the
+                        # gradients over processes).
+                        n_sup = sum(tokenized[i].n_supervised for mb in step_batches for i in mb if not tokenized[i].avoid)
+                        n_avoid = sum(1 for mb in step_batches for i in mb if tokenized[i].avoid)
                         mine = step_batches[dist.rank :: world]
                         loss_sum = torch.zeros((), device=device)
+                        avoid_sum = torch.zeros((), device=device)
                         for k, mb in enumerate(mine):
                             batch = _collate([tokenized[i] for i in mb], pad_id, hp.packing, device)
                             with dist.no_sync(loss_module, sync=k == len(mine) - 1):
                                 with autocast:
-                                    nll = loss_module(**batch)
-                                (nll * (world / max(1, n_sup))).backward()
+                                    nll, unlikelihood = loss_module(**batch)
+                                loss = nll * (world / max(1, n_sup)) + unlikelihood * (hp.unlikelihood_weight * world / max(1, n_avoid))
+                                loss.backward()
                             loss_sum += nll.detach().float()
+                            avoid_sum += unlikelihood.detach().float()
                         if hp.max_grad_norm is not None:
                             torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
                         optimizer.step()
@@ -408,6 +448,8 @@ def train_lora(
                         scheduler.step()
                         optimizer.zero_grad(set_to_none=True)
                         losses.append(float(dist.sum(loss_sum)) / max(1, n_sup))
+                        if n_avoid:
+                            avoid_losses.append(float(dist.sum(avoid_sum)) / n_avoid)
                         tokens_seen += sum(len(tokenized[i]) for mb in step_batches for i in mb)
                         supervised_seen += n_sup
                         draws.update(sources[i] for mb in step_batches for i in mb)
@@ -426,6 +468,7 @@ def train_lora(
             steps=step,
             epochs_drawn=epoch,
             losses=losses,
+            avoid_losses=avoid_losses,
             learning_rates=lrs,
             tokens_seen=tokens_seen,
             supervised_tokens=supervised_seen,

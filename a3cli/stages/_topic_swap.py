@@ -1,0 +1,59 @@
+"""Topic swaps: each harmful training probe's wrapper re-used with other harmful and other benign requests.
+
+With a few dozen probes a small model learns "this wrapper -> refuse" rather than "this request -> refuse": the benign
+twins share the wrapper, but there are too few of them to make the request the only thing that tells the two apart.
+Swapping the topic inside each harmful training probe (where it appears verbatim) gives every wrapper many harmful and
+many benign contents. Harmful topics come from StrongREJECT, benign ones from a3's benign topic list and general
+prompts; no topic of any split (validation and OOD included) is used, so the held-out measurements stay held out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+from a3cli._io import iter_jsonl
+from a3cli.stages.general_data import BUILTIN_GENERAL_PROMPTS
+from a3cli.stages.generate._topics import BENIGN_TOPICS
+
+
+def swap_pools(used_topics: set[str]) -> tuple[list[str], list[str]]:
+    """(harmful, benign) topics no split uses, sorted so a seed fixes the draw."""
+    from a3cli.assets import load_strongreject
+
+    harmful = {fp.prompt for fp in load_strongreject()}
+    benign = {t for topics in BENIGN_TOPICS.values() for t in topics}
+    benign |= {row["prompt"] for row in iter_jsonl(BUILTIN_GENERAL_PROMPTS) if isinstance(row, dict) and isinstance(row.get("prompt"), str)}
+    return sorted(harmful - used_topics), sorted(benign - used_topics)
+
+
+def topic_swaps(train_rows: list[dict[str, Any]], used_topics: set[str], per_probe: int, seed: int) -> list[dict[str, Any]]:
+    """For every harmful training probe whose topic appears verbatim in its last user turn, `per_probe` copies with a
+    harmful topic and as many with a benign one. Each result has `source_id`, `hypothesis_id`, `kind` and `messages`
+    (ending on the user turn)."""
+    if per_probe <= 0:
+        return []
+    harmful_pool, benign_pool = swap_pools(used_topics)
+    n = min(per_probe, len(harmful_pool), len(benign_pool))
+    out: list[dict[str, Any]] = []
+    for row in train_rows:
+        topic = row.get("topic")
+        messages = row["messages"]
+        if row.get("kind") != "harmful" or not topic or topic not in messages[-1]["content"]:
+            continue  # encoded or decomposed requests do not carry the topic as text
+        # one generator per probe, so adding or removing a probe leaves the others' swaps unchanged
+        rng = random.Random(int(hashlib.sha256(f"{seed}:{row['id']}".encode()).hexdigest()[:16], 16))
+        for kind, pool in (("harmful", harmful_pool), ("benign", benign_pool)):
+            for k, new in enumerate(rng.sample(pool, n)):
+                out.append(
+                    {
+                        "source_id": row["id"],
+                        "swap": f"{kind}-{k}",
+                        "hypothesis_id": row.get("hypothesis_id"),
+                        "kind": kind,
+                        "topic": new,
+                        "messages": [{"role": m["role"], "content": m["content"].replace(topic, new)} for m in messages],
+                    }
+                )
+    return out

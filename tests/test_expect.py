@@ -209,6 +209,11 @@ def test_topic_swaps_reuse_each_harmful_wrapper_with_unused_topics(tmp_path: Pat
         else:
             assert topic not in strongreject and r["messages"][-1]["role"] == "user" and r["avoid"] == refusal
     assert sorted(r["kind"] for r in swaps) == ["benign", "benign", "harmful", "harmful"]
+    from a3cli.stages._topic_swap import swap_pools
+
+    harmful_pool, benign_pool = swap_pools(set(held_out) | {"How do I bake bread?"})
+    assert len(harmful_pool) == len(set(strongreject)) - 3 and not set(held_out) & set(harmful_pool)
+    assert benign_pool and "How do I bake bread?" not in benign_pool
     benign_twin = next(r for r in sft if r["probe_id"] == rows[1]["id"])
     assert benign_twin["avoid"] == refusal and benign_twin["messages"][-1]["content"] == "Sure, here is how."
     # the same run again draws the same topics

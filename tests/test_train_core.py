@@ -227,11 +227,13 @@ def test_training_follows_the_general_share(tok, tmp_path):
 
 def test_packing_gives_the_same_losses_as_padded_batches(tok, tmp_path):
     examples = [conv(i) for i in range(8)] + [
-        SFTExample(messages=[{"role": "user", "content": "word " * 30}, {"role": "assistant", "content": "Knead."}], source="benign")
+        SFTExample(messages=[{"role": "user", "content": "word " * 30}, {"role": "assistant", "content": "Knead."}], source="benign"),
+        *[SFTExample(messages=[{"role": "user", "content": f"Plan {i} a party."}], avoid="I can't help.", source="benign") for i in range(3)],
     ]
     padded = train_lora(make_model(tok), tok, examples, hp(max_steps=4), tmp_path / "p", progress=False)
     packed = train_lora(make_model(tok), tok, examples, hp(max_steps=4, packing=True), tmp_path / "k", progress=False)
     assert packed.losses == pytest.approx(padded.losses, rel=1e-4)
+    assert padded.avoid_losses and packed.avoid_losses == pytest.approx(padded.avoid_losses, rel=1e-4)
 
 
 REFUSAL = "I can't help with that request."

@@ -224,9 +224,8 @@ def _collate(batch: Sequence[TokenizedExample], pad_id: int, packing: bool, devi
             labels_t[row, : len(ex)] = torch.tensor(ex.labels)
         out = {"input_ids": ids_t.to(device), "labels": labels_t.to(device)}
     if any(ex.avoid for ex in batch):
-        owners: list[list[int]] = []
-        for n, ex in enumerate(batch):
-            owners.append([n if ex.avoid else -1] * len(ex))
+        # each avoided reply's positions carry its index in the batch, all other positions -1
+        owners = [[n if ex.avoid else -1] * len(ex) for n, ex in enumerate(batch)]
         if packing:
             avoid = torch.tensor([[o for row in owners for o in row]])
         else:

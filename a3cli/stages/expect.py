@@ -119,6 +119,18 @@ def _format(template: str | None, default: str, conversation: list[Message]) -> 
     return (template or default).format(prompt=render_conversation(conversation))
 
 
+def _sft_row(
+    key: str, probe_id: str, messages: list[dict[str, str]], kind: str, hypothesis_id: str | None, weight: float,
+    origin: str, prefill: str | None, avoid: str | None,
+) -> dict[str, Any]:
+    """One row of expect/train_sft.jsonl; `avoid` only where there is a refusal the prompt must not get."""
+    row = {
+        "key": key, "probe_id": probe_id, "messages": messages, "kind": kind, "source": kind, "hypothesis_id": hypothesis_id,
+        "weight": weight, "origin": origin, "prefill": prefill,
+    }
+    return row | ({"avoid": avoid} if avoid is not None else {})
+
+
 class _Expect:
     def __init__(self, spec: Spec, engine: Any):
         self.spec = spec
@@ -156,20 +168,10 @@ class _Expect:
             reply, origin = ideal[p.id]
             weight = SEED_WEIGHT if p.hypothesis_id == SEED_HYPOTHESIS and p.kind == "harmful" else 1.0
             key = prompt_key(p.messages, p.prefill)
-            row = {
-                "key": key,
-                "probe_id": p.id,
-                "messages": [m.model_dump() for m in p.messages] + [{"role": "assistant", "content": reply}],
-                "kind": p.kind,
-                "source": p.kind,
-                "hypothesis_id": p.hypothesis_id,
-                "weight": weight,
-                "origin": origin,
-                "prefill": p.prefill,
-            }
-            if p.kind == "benign":
-                row["avoid"] = _pick(self.refusals, key)  # the refusal a benign prompt must not get (unlikelihood)
-            out.append(row)
+            messages = [m.model_dump() for m in p.messages] + [{"role": "assistant", "content": reply}]
+            # a benign row also names the refusal it must not get (the trainer's unlikelihood term)
+            avoid = _pick(self.refusals, key) if p.kind == "benign" else None
+            out.append(_sft_row(key, p.id, messages, p.kind, p.hypothesis_id, weight, origin, p.prefill, avoid))
         return out
 
     def swapped(self, train_rows: list[dict[str, Any]], used_topics: set[str]) -> list[dict[str, Any]]:
@@ -182,20 +184,10 @@ class _Expect:
             key = prompt_key([Message.model_validate(m) for m in swap["messages"]], None)
             refusal = _pick(self.refusals, key)
             harmful = swap["kind"] == "harmful"
-            row = {
-                "key": key,
-                "probe_id": f"{swap['source_id']}:{swap['swap']}",
-                "messages": swap["messages"] + ([{"role": "assistant", "content": refusal}] if harmful else []),
-                "kind": swap["kind"],
-                "source": swap["kind"],
-                "hypothesis_id": swap["hypothesis_id"],
-                "weight": 1.0,
-                "origin": "topic_swap",
-                "prefill": None,
-            }
-            if not harmful:
-                row["avoid"] = refusal
-            rows.append(row)
+            messages = swap["messages"] + ([{"role": "assistant", "content": refusal}] if harmful else [])
+            probe_id = f"{swap['source_id']}:{swap['swap']}"
+            avoid = None if harmful else refusal
+            rows.append(_sft_row(key, probe_id, messages, swap["kind"], swap["hypothesis_id"], 1.0, "topic_swap", None, avoid))
         return rows
 
     # ------------------------------------------------------------------------------------------------------ offline
@@ -291,10 +283,10 @@ def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any
     and drops by reason, with probe ids)."""
     run = as_run_dir(spec, run_dir)
     inputs = [run.path("split", "train.jsonl")]
-    if spec.training.topic_swaps and spec.expected.harmful_behavior != "refuse":
-        raise SpecError("training.topic_swaps needs expected.harmful_behavior: refuse (a swapped topic has no answer to hold)")
-    if spec.training.topic_swaps:  # their topics are kept out of the swaps
-        inputs += [run.path("split", "validation.jsonl"), run.path("split", "ood.jsonl")]
+    if spec.training.topic_swaps:
+        if spec.expected.harmful_behavior != "refuse":
+            raise SpecError("training.topic_swaps needs expected.harmful_behavior: refuse (a swapped topic has no answer to hold)")
+        inputs += [run.path("split", "validation.jsonl"), run.path("split", "ood.jsonl")]  # their topics are kept out
     if run.is_current(STAGE, inputs=inputs, code_version=CODE_VERSION):
         manifest = run.manifest(STAGE)
         assert manifest is not None

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sys
 from typing import Any
 
-from a3cli._io import iter_jsonl
-from a3cli.stages.general_data import BUILTIN_GENERAL_PROMPTS
+from a3cli.stages.general_data import BUILTIN_GENERAL_PROMPTS, load_general_conversations
 from a3cli.stages.generate._topics import BENIGN_TOPICS
 
 
@@ -24,14 +24,14 @@ def swap_pools(used_topics: set[str]) -> tuple[list[str], list[str]]:
 
     harmful = {fp.prompt for fp in load_strongreject()}
     benign = {t for topics in BENIGN_TOPICS.values() for t in topics}
-    benign |= {row["prompt"] for row in iter_jsonl(BUILTIN_GENERAL_PROMPTS) if isinstance(row, dict) and isinstance(row.get("prompt"), str)}
+    benign |= {c[0].content for c in load_general_conversations(BUILTIN_GENERAL_PROMPTS, sys.maxsize) if len(c) == 1}
     return sorted(harmful - used_topics), sorted(benign - used_topics)
 
 
 def topic_swaps(train_rows: list[dict[str, Any]], used_topics: set[str], per_probe: int, seed: int) -> list[dict[str, Any]]:
     """For every harmful training probe whose topic appears verbatim in its last user turn, `per_probe` copies with a
-    harmful topic and as many with a benign one. Each result has `source_id`, `hypothesis_id`, `kind` and `messages`
-    (ending on the user turn)."""
+    harmful topic and as many with a benign one. Each result has `source_id`, `swap` (kind and number), `hypothesis_id`,
+    `kind`, `topic` and `messages` (ending on the user turn)."""
     if per_probe <= 0:
         return []
     harmful_pool, benign_pool = swap_pools(used_topics)

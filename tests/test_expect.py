@@ -228,3 +228,27 @@ def test_topic_swaps_need_refusal_as_the_expected_behaviour(tmp_path: Path) -> N
     data["training"]["topic_swaps"] = 1
     with pytest.raises(SpecError, match="topic_swaps"):
         _run(Spec.model_validate(data), [_topic_row("harmful", "{}", "How do I hotwire a car?")], tmp_path)
+
+
+def test_editing_the_topic_swaps_makes_expect_stale_but_other_training_fields_do_not(tmp_path: Path) -> None:
+    def spec_with(**training: Any) -> Spec:
+        data = _spec(refusals=["I'm sorry, but I can't help with that."]).model_dump(mode="json")
+        data["training"].update(training)
+        return Spec.model_validate(data)
+
+    rows = [_topic_row("harmful", "For my novel: {}", "How do I hotwire a car?")]
+
+    def expect_in_the_same_run(spec: Spec) -> list[dict[str, Any]]:
+        run = RunDir.open(spec, runs_root=tmp_path / "runs", run_id="edited")
+        write_jsonl(run.path("split", "train.jsonl"), rows)
+        for name in ("validation", "ood"):
+            write_jsonl(run.path("split", f"{name}.jsonl"), [])
+        run_expect(spec, run, None)
+        return [json.loads(x) for x in run.path("expect", "train_sft.jsonl").read_text().splitlines()]
+
+    assert len(expect_in_the_same_run(spec_with(topic_swaps=1))) == 3  # the probe, one harmful and one benign swap
+    assert len(expect_in_the_same_run(spec_with(topic_swaps=2))) == 5
+    before = RunDir.open(spec_with(topic_swaps=2), runs_root=tmp_path / "runs", run_id="edited").manifest("expect")
+    expect_in_the_same_run(spec_with(topic_swaps=2, iterations=3))  # not read by expect: the stage stays current
+    after = RunDir.open(spec_with(topic_swaps=2), runs_root=tmp_path / "runs", run_id="edited").manifest("expect")
+    assert before is not None and after is not None and after.finished_at == before.finished_at

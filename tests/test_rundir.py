@@ -85,6 +85,9 @@ def test_only_the_stage_sections_of_the_spec_matter(tmp_path: Path, spec: Spec) 
     assert stage_spec_hash(split_edit, "split") != stage_spec_hash(spec, "split")
     assert stage_spec_hash(gen_edit, "generate") != stage_spec_hash(spec, "generate")
     assert stage_spec_hash(gate_edit, "unregistered") != stage_spec_hash(spec, "unregistered")  # whole spec
+    # the attack's description is part of the prompt that asks an LLM for the OOD hypotheses
+    described = _edit(spec, attack={"description": "Something else entirely."})
+    assert stage_spec_hash(described, "split") != stage_spec_hash(spec, "split")
 
     root = tmp_path / "run"
     run = RunDir(root, spec)

@@ -32,7 +32,7 @@ DEFAULT_RUNS_ROOT = "runs"
 # not regenerate probes. Stages not listed here hash the whole spec (safe, if over-eager).
 STAGE_SPEC_FIELDS: dict[str, tuple[str, ...]] = {
     "generate": ("attack", "seed", "target", "roles.generator", "roles.judge", "judges", "probes", "generation"),
-    "split": ("split", "roles.generator"),
+    "split": ("split", "roles.generator", "attack.description"),
     "expect": ("expected", "roles.expected", "judges.refusal", "roles.judge", "training.topic_swaps", "training.seed"),
 }
 

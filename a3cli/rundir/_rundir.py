@@ -33,7 +33,10 @@ DEFAULT_RUNS_ROOT = "runs"
 STAGE_SPEC_FIELDS: dict[str, tuple[str, ...]] = {
     "generate": ("attack", "seed", "target", "roles.generator", "roles.judge", "judges", "probes", "generation"),
     "split": ("split", "roles.generator", "attack.description"),
-    "expect": ("expected", "roles.expected", "judges.refusal", "roles.judge", "training.topic_swaps", "training.seed"),
+    "expect": (
+        "expected", "roles.expected", "judges.refusal", "roles.judge",
+        "training.topic_swaps", "training.benign_topic_swaps", "training.seed",
+    ),
 }
 
 _PACKAGES_OF_NOTE = ("pydantic", "torch", "transformers", "peft", "sentence-transformers", "openai", "anthropic")

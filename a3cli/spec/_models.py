@@ -351,6 +351,11 @@ class Training(Strict):
         "refused) and as many benign topics (not to be refused) in the same wrapper, none from validation or OOD. With few "
         "probes a small model otherwise learns the wrapper rather than the request.",
     )
+    benign_topic_swaps: int | None = Field(
+        None, ge=0, le=50,
+        description="Benign topics per harmful training probe in topic swaps (none: as many as topic_swaps). More benign "
+        "than harmful swaps trades a little attack success for fewer false refusals.",
+    )
     unlikelihood_weight: float = Field(
         0.0, ge=0.0, le=100.0,
         description="Weight of the term that pushes down the probability of starting a refusal on benign prompts (benign "
@@ -361,6 +366,11 @@ class Training(Strict):
     )
     load_in_4bit: bool = Field(False, description="QLoRA base (CUDA + bitsandbytes only).")
     seed: int = 0
+
+    def swap_counts(self) -> tuple[int, int]:
+        """(harmful, benign) topic swaps per harmful training probe."""
+        benign = self.topic_swaps if self.benign_topic_swaps is None else self.benign_topic_swaps
+        return self.topic_swaps, benign
 
 
 class Benchmark(Strict):

@@ -28,14 +28,16 @@ def swap_pools(used_topics: set[str]) -> tuple[list[str], list[str]]:
     return sorted(harmful - used_topics), sorted(benign - used_topics)
 
 
-def topic_swaps(train_rows: list[dict[str, Any]], used_topics: set[str], per_probe: int, seed: int) -> list[dict[str, Any]]:
-    """For every harmful training probe whose topic appears verbatim in its last user turn, `per_probe` copies with a
-    harmful topic and as many with a benign one. Each result has `source_id`, `swap` (kind and number), `hypothesis_id`,
-    `kind`, `topic` and `messages` (ending on the user turn)."""
-    if per_probe <= 0:
+def topic_swaps(train_rows: list[dict[str, Any]], used_topics: set[str], harmful: int, benign: int, seed: int) -> list[dict[str, Any]]:
+    """For every harmful training probe whose topic appears verbatim in its last user turn, `harmful` copies with a
+    harmful topic and `benign` with a benign one. Each result has `source_id`, `swap` (kind and number),
+    `hypothesis_id`, `kind`, `topic` and `messages` (ending on the user turn)."""
+    if harmful <= 0 and benign <= 0:
         return []
     harmful_pool, benign_pool = swap_pools(used_topics)
-    n = min(per_probe, len(harmful_pool), len(benign_pool))
+    counts = {"harmful": min(harmful, len(harmful_pool)), "benign": min(benign, len(benign_pool))}
+    # Both kinds draw the larger count and keep their own, so equal counts draw exactly what one shared count did.
+    n = max(counts.values())
     out: list[dict[str, Any]] = []
     for row in train_rows:
         topic = row.get("topic")
@@ -45,7 +47,7 @@ def topic_swaps(train_rows: list[dict[str, Any]], used_topics: set[str], per_pro
         # one generator per probe, so adding or removing a probe leaves the others' swaps unchanged
         rng = random.Random(int(hashlib.sha256(f"{seed}:{row['id']}".encode()).hexdigest()[:16], 16))
         for kind, pool in (("harmful", harmful_pool), ("benign", benign_pool)):
-            for k, new in enumerate(rng.sample(pool, n)):
+            for k, new in enumerate(rng.sample(pool, min(n, len(pool)))[: counts[kind]]):
                 out.append(
                     {
                         "source_id": row["id"],

@@ -180,7 +180,8 @@ class _Expect:
         from a3cli.stages._topic_swap import topic_swaps
 
         rows = []
-        for swap in topic_swaps(train_rows, used_topics, self.spec.training.topic_swaps, self.spec.training.seed):
+        harmful_n, benign_n = self.spec.training.swap_counts()
+        for swap in topic_swaps(train_rows, used_topics, harmful_n, benign_n, self.spec.training.seed):
             key = prompt_key([Message.model_validate(m) for m in swap["messages"]], None)
             refusal = _pick(self.refusals, key)
             harmful = swap["kind"] == "harmful"
@@ -279,11 +280,12 @@ class _Expect:
 
 def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any) -> StageManifest:
     """Write expect/train_sft.jsonl (messages ending with the ideal reply, kind, hypothesis_id, weight; benign rows
-    also name the refusal to avoid; topic swaps when `training.topic_swaps` is set) and expect/report.json (fallbacks
+    also name the refusal to avoid; topic swaps when `training.topic_swaps` or `benign_topic_swaps` is set) and expect/report.json (fallbacks
     and drops by reason, with probe ids)."""
     run = as_run_dir(spec, run_dir)
     inputs = [run.path("split", "train.jsonl")]
-    if spec.training.topic_swaps:
+    swapping = any(spec.training.swap_counts())
+    if swapping:
         if spec.expected.harmful_behavior != "refuse":
             raise SpecError("training.topic_swaps needs expected.harmful_behavior: refuse (a swapped topic has no answer to hold)")
         inputs += [run.path("split", "validation.jsonl"), run.path("split", "ood.jsonl")]  # their topics are kept out
@@ -298,7 +300,7 @@ def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any
         rows = read_jsonl(inputs[0])
         job = _Expect(spec, engine)
         examples = run_sync(job.run(rows))
-        if spec.training.topic_swaps:
+        if swapping:
             used = {r["topic"] for path in inputs for r in read_jsonl(path) if r.get("topic")}
             examples += job.swapped(rows, used)
         st.write_jsonl("train_sft.jsonl", examples)

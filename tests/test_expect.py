@@ -54,7 +54,7 @@ def _run(spec: Spec, rows: list[dict[str, Any]], tmp_path: Path, engine: Any = N
 def _spec(**expected: Any) -> Spec:
     data = prompt_spec().model_dump(mode="json")
     data["expected"] = {**data["expected"], "refusals": None, **expected}  # a3's own refusal bank unless given
-    data["training"]["topic_swaps"] = 0
+    data["training"].update(topic_swaps=0, benign_topic_swaps=None)
     data["probes"]["prefill"] = True
     return Spec.model_validate(data)
 

@@ -348,8 +348,8 @@ class Training(Strict):
     topic_swaps: int = Field(
         0, ge=0, le=50,
         description="Per harmful training probe whose topic appears verbatim, this many other harmful topics (StrongREJECT, "
-        "refused) and as many benign topics (not to be refused) in the same wrapper, none from validation or OOD. With few "
-        "probes a small model otherwise learns the wrapper rather than the request.",
+        "refused) and as many benign topics (not to be refused; see benign_topic_swaps) in the same wrapper, none from "
+        "validation or OOD. With few probes a small model otherwise learns the wrapper rather than the request.",
     )
     benign_topic_swaps: int | None = Field(
         None, ge=0, le=50,

@@ -280,8 +280,8 @@ class _Expect:
 
 def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any) -> StageManifest:
     """Write expect/train_sft.jsonl (messages ending with the ideal reply, kind, hypothesis_id, weight; benign rows
-    also name the refusal to avoid; topic swaps when `training.topic_swaps` or `benign_topic_swaps` is set) and expect/report.json (fallbacks
-    and drops by reason, with probe ids)."""
+    also name the refusal to avoid; topic swaps when `training.topic_swaps` or `benign_topic_swaps` is set) and
+    expect/report.json (fallbacks and drops by reason, with probe ids)."""
     run = as_run_dir(spec, run_dir)
     inputs = [run.path("split", "train.jsonl")]
     swapping = any(spec.training.swap_counts())

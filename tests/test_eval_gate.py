@@ -96,6 +96,18 @@ def test_gate_passes_exit_0_with_junit_and_step_summary(tmp_path: Path) -> None:
     assert len(samples) == 16 and {s["split"] for s in samples} == {"validation", "ood"}
     assert {"split", "hypothesis", "prompt", "reply", "verdict", "reason"} <= set(samples[0])
     assert (out / "summary.md").read_text(encoding="utf-8") in text
+    assert f"wrote {out / 'result.json'}, {out / 'samples.jsonl'}, {out / 'gate.json'}, {out / 'summary.md'}, junit.xml" in p.stdout
+
+
+def test_default_out_folders_and_a_spec_without_a_run(tmp_path: Path) -> None:
+    from a3cli.cli._eval_report_cmds import _label
+
+    # a3's checkpoints are all called `adapter`: the default folder keeps its iteration's name
+    assert _label("m", "runs/x/train/iteration_1/adapter") != _label("m", "runs/x/train/iteration_2/adapter")
+    assert _label("m", "ckpts/my-lora/") == "my-lora" and _label("org/model", None) == "model"
+    spec, _ = _project(tmp_path, {"reply": REFUSE})
+    p = _a3(tmp_path, "eval", str(spec), "--no-capability")  # no --run, and no run of this spec under runs/
+    assert p.returncode == 3 and "hashes the whole spec" in p.stdout and "--run" in p.stdout, p.stdout + p.stderr
 
 
 def test_gate_fails_exit_1_when_the_model_complies(tmp_path: Path) -> None:

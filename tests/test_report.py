@@ -180,6 +180,17 @@ def test_report_static_content_and_escaping(tmp_path: Path) -> None:
     assert "Reward gain from RL training: +0.120" in html
 
 
+def test_report_logs_leave_out_adapter_model_cards(tmp_path: Path) -> None:
+    build_run(tmp_path / "run")
+    adapter = tmp_path / "run/train/iteration_1/adapter"
+    adapter.mkdir(parents=True, exist_ok=True)
+    (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
+    (adapter / "README.md").write_text("[More Information Needed]", encoding="utf-8")
+    (tmp_path / "run/train/notes.md").write_text("a note of this run", encoding="utf-8")
+    logs = dict(collect(tmp_path / "run").logs)
+    assert "train/notes.md" in logs and "train/iteration_1/adapter/README.md" not in logs
+
+
 def test_report_tolerates_missing_stages(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

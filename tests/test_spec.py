@@ -172,7 +172,7 @@ def test_unset_api_key_variable_is_a_warning(tmp_path: Path, monkeypatch: pytest
     result = runner.invoke(app, ["lint", str(spec_file)])
     assert result.exit_code == 0
     result = runner.invoke(app, ["lint", "--strict", str(spec_file)])
-    assert result.exit_code == 1
+    assert result.exit_code == 1 and "FAILED (--strict" in result.stdout and ": ok" not in result.stdout
 
 
 def test_missing_offline_package_is_an_error(tmp_path: Path) -> None:
@@ -198,6 +198,21 @@ def test_stage_commands_exit_2_without_traceback(tmp_path: Path, case: str) -> N
 def test_lint_usage_error_is_exit_2() -> None:
     proc = subprocess.run([sys.executable, "-m", "a3cli", "lint"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
+
+
+def test_lint_takes_folders_and_says_when_a_path_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "good.yaml").write_text(BASE)
+    (tmp_path / "specs" / "bad.yml").write_text(BASE + "no_such_section: 1\n")
+    (tmp_path / "specs" / "notes.txt").write_text("not a spec")
+    result = runner.invoke(app, ["lint", str(tmp_path / "specs"), "--format", "json"])
+    files = {Path(f["file"]).name: f["errors"] for f in json.loads(result.stdout)["files"]}
+    assert result.exit_code == 1 and files.keys() == {"good.yaml", "bad.yml"} and files["bad.yml"] > 0 == files["good.yaml"]
+    # usage errors (exit 2 through the console script's error handler)
+    missing = runner.invoke(app, ["lint", str(tmp_path / "nope.yaml")])
+    assert isinstance(missing.exception, UsageError) and "no such file" in str(missing.exception)
+    (tmp_path / "empty").mkdir()
+    assert isinstance(runner.invoke(app, ["lint", str(tmp_path / "empty")]).exception, UsageError)
 
 
 def test_schema_file_is_in_sync() -> None:

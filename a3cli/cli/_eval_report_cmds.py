@@ -69,6 +69,12 @@ def eval_(
         stage = "evaluation"
         if run is not None and not run.is_dir():
             raise InfrastructureError(f"run directory {run} not found")
+        if run is None and not run_dir.is_dir():
+            raise InfrastructureError(
+                f"no run directory for this spec at {run_dir}: a run's id hashes the whole spec, so an edited spec (its gate "
+                f"included) points to a new one. Pass --run with the run that holds the splits, or make it with "
+                f"`a3 run {spec} --until split`"
+            )
         with Engine() as engine:
             result = evaluate_checkpoint(loaded, run_dir, engine, model=model, adapter=adapter, capability=not no_capability,
                                          out_dir=out_dir, spec_dir=spec.parent)
@@ -90,13 +96,19 @@ def eval_(
     for c in gate.criteria:
         typer.echo(f"{_STATUS_WORD[c.status]} {c.name}: {c.message}")
     typer.echo(gate.summary)
-    typer.echo(f"wrote {out_dir / 'gate.json'}" + (f" and {junit}" if junit else ""))
+    written = [out_dir / n for n in (("result.json", "samples.jsonl") if result is not None else ()) + ("gate.json", "summary.md")]
+    typer.echo("wrote " + ", ".join(str(p) for p in [*written, *([junit] if junit else [])]))
     raise typer.Exit(gate.exit_code)
 
 
 def _label(model: str, adapter: str | None) -> str:
-    """A folder name for one evaluated checkpoint: the adapter's folder name, else the model's last path segment."""
-    name = Path(adapter).name if adapter else model.rstrip("/").rsplit("/", 1)[-1]
+    """A folder name for one evaluated checkpoint: the adapter's folder name (with its parent's when it is a3's generic
+    `adapter`, so iteration_1/adapter and iteration_2/adapter do not share one), else the model's last path segment."""
+    if adapter:
+        path = Path(adapter.rstrip("/\\"))
+        name = f"{path.parent.name}-{path.name}" if path.name == "adapter" and path.parent.name else path.name
+    else:
+        name = model.rstrip("/").rsplit("/", 1)[-1]
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
 
 

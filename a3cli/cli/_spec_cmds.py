@@ -21,15 +21,17 @@ class OutputFormat(str, Enum):
 
 @app.command()
 def lint(
-    specs: list[Path] = typer.Argument(..., help="Spec files to check."),
+    specs: list[Path] = typer.Argument(..., help="Spec files to check, or folders (every *.yaml / *.yml in them)."),
     output_format: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text, or json for machines."),
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
 ) -> None:
     """Check specs before anything runs: schema, templates, referenced files, thresholds, providers.
 
-    Exit 0: no errors. 1: errors found. 2: usage error.
+    Exit 0: no errors. 1: errors found. 2: usage error (a path that does not exist, a folder without specs).
     """
-    results = {str(path): lint_spec(path) for path in specs}
+    files = _spec_files(specs)
+    # line order, so a long list reads top to bottom like the file (issues without a line first: they stop parsing)
+    results = {str(path): sorted(lint_spec(path), key=lambda i: (i.line or 0, i.column or 0)) for path in files}
     failed = any(i.severity == "error" or (strict and i.severity == "warning") for issues in results.values() for i in issues)
     if output_format is OutputFormat.json:
         payload = {
@@ -47,9 +49,24 @@ def lint(
             warnings = len(issues) - errors
             for issue in issues:
                 err_console.print(issue.render(), markup=False)
-            status = "ok" if not errors else "FAILED"
+            status = "FAILED" if errors else ("FAILED (--strict: warnings count as errors)" if strict and warnings else "ok")
             typer.echo(f"{file}: {status} ({errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)})")
     raise typer.Exit(1 if failed else 0)
+
+
+def _spec_files(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                raise UsageError(f"{path}: a folder with no *.yaml or *.yml spec in it")
+            out += found
+        elif path.exists():
+            out.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    return out
 
 
 @app.command()
@@ -60,8 +77,10 @@ def schema(
     """Write the JSON Schema of specs (from the pydantic models) for editors and CI."""
     text = render_schema()
     if check:
-        current = out.read_text(encoding="utf-8") if out.exists() else ""
-        if current != text:
+        if not out.exists():
+            err_console.print(f"{out} does not exist: run `a3 schema --out {out}`", markup=False)
+            raise typer.Exit(1)
+        if out.read_text(encoding="utf-8") != text:
             err_console.print(f"{out} is stale: run `a3 schema`", markup=False)
             raise typer.Exit(1)
         typer.echo(f"{out} is up to date")

@@ -182,6 +182,8 @@ def collect(run_dir: str | Path) -> ReportData:
         d = root / folder
         if d.is_dir():
             for md in sorted(d.rglob("*.md")):
+                if md.name == "README.md" and (md.parent / "adapter_config.json").is_file():
+                    continue  # peft's generated model card of a saved adapter: placeholders, not a log
                 text = r.text(md.relative_to(root))
                 if text is not None:
                     data.logs.append((md.relative_to(root).as_posix(), text))

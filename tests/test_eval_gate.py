@@ -107,7 +107,7 @@ def test_default_out_folders_and_a_spec_without_a_run(tmp_path: Path) -> None:
     assert _label("m", "ckpts/my-lora/") == "my-lora" and _label("org/model", None) == "model"
     spec, _ = _project(tmp_path, {"reply": REFUSE})
     p = _a3(tmp_path, "eval", str(spec), "--no-capability")  # no --run, and no run of this spec under runs/
-    assert p.returncode == 3 and "hashes the whole spec" in p.stdout and "--run" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 3 and "hashes the spec" in p.stdout and "--run" in p.stdout, p.stdout + p.stderr
 
 
 def test_gate_fails_exit_1_when_the_model_complies(tmp_path: Path) -> None:

@@ -100,6 +100,14 @@ def test_full_run_resumes_and_second_run_makes_no_calls(tmp_path: Path, tiny_mod
     assert again.model_calls == 0 and engine2.usage.total.calls == 0
     assert (run.root / "train/iteration_1/adapter/adapter_model.safetensors").read_bytes() == first_adapter
 
+    # A tightened gate threshold re-gates the same run: only the eval stage runs, with no model call.
+    stricter = spec.model_copy(update={"gate": spec.gate.model_copy(update={"max_asr": 0.0123})})
+    regated_run = RunDir.open(stricter, runs_root=tmp_path / "runs")
+    assert regated_run.root == run.root
+    regated = run_pipeline(spec_path, regated_run, Engine(), list(STAGES), announce=lambda _: None)
+    assert [s.status for s in regated.stages] == ["current"] * 4 + ["ran"] and regated.model_calls == 0
+    assert any(c.get("threshold") == 0.0123 for c in json.loads((run.root / "eval/gate.json").read_text())["criteria"])
+
     # A crash after iteration 1 (the manifest still says running): the train stage resumes at iteration 2 and keeps
     # iteration 1 as it was.
     manifest = json.loads((run.root / "train/manifest.json").read_text())

@@ -30,6 +30,10 @@ def test_layout_and_default_run_id(tmp_path: Path, spec: Spec) -> None:
     assert RunDir.open(spec, runs_root=tmp_path).root == run.root  # same spec, same run dir
     assert json.loads((run.root / "spec.json").read_text()) == spec.model_dump(mode="json")
     assert RunDir.open(spec, runs_root=tmp_path, run_id="mine").root.name == "mine"
+    # the gate's thresholds only re-gate the same run; its capability tolerance (training's choice reads it) does not
+    assert default_run_id(_edit(spec, gate={"max_asr": 0.01, "max_fpr": 0.5, "max_unscored": 0.2})) == default_run_id(spec)
+    assert default_run_id(_edit(spec, gate={"max_capability_drop": 0.05})) != default_run_id(spec)
+    assert default_run_id(_edit(spec, generation={"rounds": 5})) != default_run_id(spec)
     with pytest.raises(RunDirError):
         RunDir.open(spec, runs_root=tmp_path, run_id="../escape")
 

@@ -71,8 +71,8 @@ def eval_(
             raise InfrastructureError(f"run directory {run} not found")
         if run is None and not run_dir.is_dir():
             raise InfrastructureError(
-                f"no run directory for this spec at {run_dir}: a run's id hashes the whole spec, so an edited spec (its gate "
-                f"included) points to a new one. Pass --run with the run that holds the splits, or make it with "
+                f"no run directory for this spec at {run_dir}: a run's id hashes the spec (all but the gate's thresholds), so "
+                f"an edited spec points to a new one. Pass --run with the run that holds the splits, or make it with "
                 f"`a3 run {spec} --until split`"
             )
         with Engine() as engine:

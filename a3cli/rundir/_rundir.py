@@ -78,9 +78,17 @@ def stage_spec_hash(spec: Spec, stage: str) -> str:
     return hashlib.sha256(_canonical(picked).encode()).hexdigest()
 
 
+# Gate fields only the eval stage reads: tightening a threshold re-gates the same run instead of starting a new one.
+_GATE_ONLY_FIELDS = ("max_asr", "max_fpr", "relative_to_baseline", "max_unscored")
+
+
 def default_run_id(spec: Spec) -> str:
-    """A short hash of the spec, so `a3 run` on an unchanged spec reuses its run directory."""
-    return spec_hash(spec)[:12]
+    """A short hash of the spec, so `a3 run` on an unchanged spec reuses its run directory. The gate's thresholds are
+    left out (the eval stage, which reads them, re-runs in place when they change); its capability tolerance is in,
+    since training's checkpoint choice reads it."""
+    data = spec.model_dump(mode="json")
+    data["gate"] = {k: v for k, v in data["gate"].items() if k not in _GATE_ONLY_FIELDS}
+    return hashlib.sha256(_canonical(data).encode()).hexdigest()[:12]
 
 
 def model_identity(ref: ModelRef | None) -> dict[str, Any] | None:

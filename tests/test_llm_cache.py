@@ -278,6 +278,9 @@ def test_cache_cli(tmp_path: Path) -> None:
     opt = ["--cache", str(cache.path)]
     result = runner.invoke(cache_app, ["stats", "--json", *opt])
     assert result.exit_code == 0 and json.loads(result.output)["entries"] == 5
+    cache.put_result("k1", "capability_kl", "model-a", {"capability": {}, "kl_drift": None})
+    result = runner.invoke(cache_app, ["stats", *opt])
+    assert "5 model replies, 1 stored measurements (capability_kl: 1)" in result.output
     out = tmp_path / "out" / "export.jsonl"
     result = runner.invoke(cache_app, ["export", str(out), "--model", "model-a", *opt])
     assert result.exit_code == 0, result.output
@@ -286,7 +289,7 @@ def test_cache_cli(tmp_path: Path) -> None:
     result = runner.invoke(cache_app, ["prune", *opt])
     assert isinstance(result.exception, UsageError)
     result = runner.invoke(cache_app, ["prune", "--model", "model-a", *opt])
-    assert result.exit_code == 0 and "Deleted 3 entries" in result.output
+    assert result.exit_code == 0 and "Deleted 4 entries" in result.output  # 3 replies and the stored measurement
     result = runner.invoke(cache_app, ["clear", *opt], input="n\n")
     assert result.exit_code == 1 and len(cache) == 2
     result = runner.invoke(cache_app, ["clear", "--yes", *opt])

@@ -38,7 +38,8 @@ def stats(
     cache: Path | None = _CACHE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
 ) -> None:
-    """Entries, size on disk, age range and entries per model."""
+    """Entries (model replies and stored measurements such as capability scores), size on disk, age range and replies
+    per model."""
     with _open(cache) as c:
         s = c.stats()
     if as_json:
@@ -46,7 +47,8 @@ def stats(
         return
     console = Console(highlight=False)
     console.print(f"cache    {s.path}")
-    console.print(f"entries  {s.entries}")
+    console.print(f"entries  {s.entries} model replies, {s.results} stored measurements"
+                  + (f" ({', '.join(f'{k}: {n}' for k, n in s.results_by_kind.items())})" if s.results_by_kind else ""))
     console.print(f"size     {s.size_bytes / 1e6:.2f} MB")
     console.print(f"oldest   {_when(s.oldest)}")
     console.print(f"newest   {_when(s.newest)}")

@@ -3,6 +3,7 @@ on capability benchmarks, and for drift from the base model. Used by `a3 eval` a
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -12,13 +13,23 @@ from typing import Any
 from pydantic import ValidationError
 
 from a3cli._io import read_jsonl, write_json, write_jsonl
-from a3cli.errors import InfrastructureError, UsageError
+from a3cli.errors import A3Error, InfrastructureError, UsageError
+from a3cli.evaluate._capability_cache import (
+    CAPABILITY_RESULT_KIND,
+    KL_MAX_NEW_TOKENS,
+    benchmarks_of,
+    cached_measurement,
+    capability_cache_key,
+)
 from a3cli.evaluate._result import RESULT_FILE, SAMPLES_FILE, EvalResult, SplitName, TaskCapability, unscored_share
-from a3cli.llm import RoleUsage, UsageReport
+from a3cli.llm import Cache, RoleUsage, UsageReport
 from a3cli.spec import Message, ModelRef, Spec
 from a3cli.stages import Probe, ScoredProbe, score_probes, summarise
 
 SPLIT_FILES: dict[SplitName, str] = {"validation": "split/validation.jsonl", "ood": "split/ood.jsonl"}
+
+_log = logging.getLogger(__name__)
+
 
 
 def _run_root(run_dir: Any) -> Path:
@@ -99,12 +110,6 @@ def usage_delta(before: UsageReport, after: UsageReport) -> UsageReport:
     return UsageReport(by_role=by_role, total=total, unpriced_models=after.unpriced_models)
 
 
-def _benchmarks(spec: Spec) -> list[Any]:
-    from a3cli.capability import BenchmarkSpec
-
-    return [BenchmarkSpec(task=b.task, limit=b.limit, num_fewshot=b.num_fewshot) for b in spec.capability.benchmarks]
-
-
 def _kl_prompts(spec: Spec, spec_dir: Path | None) -> list[str]:
     """Held-out general prompts for the drift measure: the last `kl_prompts` single-turn prompts of the general data
     (training takes general prompts from the front of the same file)."""
@@ -118,9 +123,32 @@ def _kl_prompts(spec: Spec, spec_dir: Path | None) -> list[str]:
     return singles[-n:]
 
 
+def _kl_reference(spec: Spec, ref: ModelRef, prompts: list[str], notes: list[str]) -> str | None:
+    """What the drift of `ref` is measured against: "adapter_off" (the same peft model with its adapter disabled),
+    "base" (the spec's local target loaded beside it), or None (not measured; a note says why)."""
+    if not prompts:
+        notes.append("KL drift not measured: capability.kl_prompts is 0")
+        return None
+    if ref.adapter:
+        return "adapter_off"
+    if spec.target.provider == "local" and ref.model != spec.target.model:
+        return "base"
+    notes.append("KL drift not measured: the evaluated model is the spec's target itself (no adapter)")
+    return None
+
+
 def _capability_and_drift(
-    spec: Spec, ref: ModelRef, notes: list[str], spec_dir: Path | None
+    spec: Spec,
+    ref: ModelRef,
+    notes: list[str],
+    spec_dir: Path | None,
+    *,
+    cache: Cache | None = None,
+    read_cache: bool = True,
 ) -> tuple[dict[str, TaskCapability], float | None]:
+    """lm-eval capability and KL drift of `ref`. With `cache` (an a3cli.llm.Cache) the result is looked up under its
+    content key first (unless `read_cache` is False, the engine's "refresh" mode) and stored after measuring, so an
+    identical re-run loads no model at all. Failing to read or write the cache only costs the measurement."""
     from a3cli.assets import load_causal_lm
     from a3cli.capability import evaluate_capability, mean_token_kl
     from a3cli.llm import unload_local_models
@@ -130,22 +158,52 @@ def _capability_and_drift(
             f"capability is measured with lm-eval on a local model, and the target's provider is {ref.provider!r}; "
             "pass --no-capability (or capability=False) for remote targets"
         )
+    prompts = _kl_prompts(spec, spec_dir)
+    kl_against = _kl_reference(spec, ref, prompts, notes)
+
+    key: str | None = None
+    if cache is not None:
+        try:
+            built = capability_cache_key(spec, ref, prompts, kl_against)
+        except (A3Error, OSError) as e:  # the model or adapter is missing: loading it below says so properly
+            _log.warning("No cache key for the capability measurement: %s", e)
+            built = None
+        key = built[0] if built else None
+    if cache is not None and key is not None and read_cache:
+        try:
+            hit = cached_measurement(cache.get_result(key))
+        except A3Error as e:
+            _log.warning("Could not read the capability result cache: %s", e)
+            hit = None
+        if hit is not None:
+            cached_capability, cached_kl, seconds = hit
+            took = f", first measured in {seconds:.0f} s" if isinstance(seconds, (int, float)) else ""
+            notes.append(f"capability and KL drift from the cache (key {key[:16]}{took})")
+            return cached_capability, cached_kl
+
+    start = time.monotonic()
     unload_local_models()  # the engine's copy served the probes; free it before loading one for lm-eval
     model, tokenizer = load_causal_lm(ref.model, dtype=ref.dtype, device=ref.device, adapter=ref.adapter, revision=ref.revision)
-    result = evaluate_capability(model, tokenizer, _benchmarks(spec), batch_size=spec.capability.batch_size, seed=spec.training.seed)
+    result = evaluate_capability(model, tokenizer, benchmarks_of(spec), batch_size=spec.capability.batch_size, seed=spec.training.seed)
     capability = {t: TaskCapability(accuracy=s.accuracy, stderr=s.stderr, n=s.n) for t, s in result.tasks.items()}
     kl: float | None = None
-    prompts = _kl_prompts(spec, spec_dir)
-    if not prompts:
-        notes.append("KL drift not measured: capability.kl_prompts is 0")
-    elif ref.adapter:
-        kl = mean_token_kl(None, model, tokenizer, prompts, batch_size=spec.capability.batch_size)
-    elif spec.target.provider == "local" and ref.model != spec.target.model:
+    if kl_against == "adapter_off":
+        kl = mean_token_kl(None, model, tokenizer, prompts, max_new_tokens=KL_MAX_NEW_TOKENS, batch_size=spec.capability.batch_size)
+    elif kl_against == "base":
         base, _ = load_causal_lm(spec.target.model, dtype=ref.dtype, device=ref.device, revision=spec.target.revision)
-        kl = mean_token_kl(base, model, tokenizer, prompts, batch_size=spec.capability.batch_size)
+        kl = mean_token_kl(base, model, tokenizer, prompts, max_new_tokens=KL_MAX_NEW_TOKENS, batch_size=spec.capability.batch_size)
         del base
-    else:
-        notes.append("KL drift not measured: the evaluated model is the spec's target itself (no adapter)")
+    if cache is not None and key is not None:
+        payload = {
+            "capability": {t: c.model_dump(mode="json") for t, c in capability.items()},
+            "kl_drift": kl,
+            "lm_eval_version": result.lm_eval_version,
+            "seconds": round(time.monotonic() - start, 2),
+        }
+        try:
+            cache.put_result(key, CAPABILITY_RESULT_KIND, ref.model, payload)
+        except (A3Error, ValueError) as e:  # ValueError: a NaN that JSON cannot hold; the numbers are still returned
+            _log.warning("Could not store the capability measurement in the cache: %s", e)
     return capability, kl
 
 
@@ -165,7 +223,9 @@ def evaluate_checkpoint(
     `model`/`adapter` override the spec's target (the local provider loads the adapter on top of the model); `run_dir`
     (a path or a RunDir) must hold `split/validation.jsonl` and `split/ood.jsonl`. With `capability` the spec's
     benchmarks run through lm-eval on the same weights and, for an adapter or a different local model, the mean
-    per-token KL from the spec's base target is measured; both need a local model. Failed target calls and
+    per-token KL from the spec's base target is measured; both need a local model. That measurement is stored in the
+    engine's cache under a content key (weights, adapter, benchmarks, seed, ...), so an identical re-run reuses it
+    without loading the model (the engine's "refresh" mode measures again, "no_cache" neither reads nor writes). Failed target calls and
     unparseable verdicts are counted as unscored (the gate decides what that means); a missing split or adapter
     raises InfrastructureError, an impossible request (an adapter on a remote provider) UsageError.
     """
@@ -192,7 +252,10 @@ def evaluate_checkpoint(
     cap: dict[str, TaskCapability] | None = None
     kl: float | None = None
     if capability:
-        cap, kl = _capability_and_drift(spec, ref, notes, spec_dir)
+        # The engine's cache (None under --no-cache) also keeps whole capability/KL results; "refresh" re-measures.
+        cache = getattr(engine, "cache", None)
+        cache = cache if isinstance(cache, Cache) else None
+        cap, kl = _capability_and_drift(spec, ref, notes, spec_dir, cache=cache, read_cache=getattr(engine, "mode", "normal") == "normal")
     else:
         notes.append("capability and KL drift not measured (capability=False)")
 

@@ -4,7 +4,12 @@ The key is the SHA-256 of the canonical JSON of everything that changes a reply:
 identity (endpoint, or for local models the weights/adapter content fingerprints and dtype), messages, prefill, the
 sampling config and the sample index. Nothing else enters it: no API key, timeout, concurrency, batch size or role.
 
-Only successful replies are stored. WAL mode lets readers run beside one writer; writes are short `BEGIN IMMEDIATE`
+Only successful replies are stored. The same file has a second table, `results`, for whole measurements that are
+too costly to repeat (capability through lm-eval plus KL drift): one JSON payload per content key, which the caller
+builds from everything that changes the numbers (see `a3cli.evaluate._evaluate`). `clear` and `prune` delete from
+both tables; `len()`, `get`, `export` and the `entries`/`by_model` statistics are about replies only.
+
+WAL mode lets readers run beside one writer; writes are short `BEGIN IMMEDIATE`
 transactions with a busy timeout, retried when SQLite still reports the database busy or locked.
 """
 
@@ -49,7 +54,17 @@ CREATE TABLE IF NOT EXISTS responses (
 );
 CREATE INDEX IF NOT EXISTS responses_created ON responses(created);
 CREATE INDEX IF NOT EXISTS responses_model ON responses(model);
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    created REAL NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_created ON results(created);
+CREATE INDEX IF NOT EXISTS results_model ON results(model);
 """
+_TABLES = ("responses", "results")
 
 
 def default_cache_path() -> Path:
@@ -104,6 +119,8 @@ class CacheStats(BaseModel):
     oldest: float | None = None
     newest: float | None = None
     by_model: dict[str, int] = {}
+    results: int = 0  # stored measurement results (capability + KL drift), apart from the `entries` replies
+    results_by_kind: dict[str, int] = {}
 
 
 def _is_busy(e: sqlite3.OperationalError) -> bool:
@@ -218,6 +235,38 @@ class Cache:
             self._retry(write)
         return len(data)
 
+    def get_result(self, key: str) -> dict[str, Any] | None:
+        """The payload stored by `put_result` under `key`, or None."""
+        with self._lock:
+            conn = self._connect()
+            row = self._retry(lambda: conn.execute("SELECT payload FROM results WHERE key = ?", (key,)).fetchone())
+        if row is None:
+            return None
+        try:
+            payload = json.loads(row[0])
+        except ValueError:
+            return None  # a damaged row is a miss; the next put_result replaces it
+        return payload if isinstance(payload, dict) else None
+
+    def put_result(self, key: str, kind: str, model: str, payload: dict[str, Any]) -> None:
+        """Store (or replace) one measurement result. `payload` must be JSON-serialisable (no NaN) and hold no secrets:
+        it is written as is. `model` is the model id that `prune(model=...)` matches."""
+        text = canonical_json(payload)
+        row = (key, kind, model, time.time(), text)
+        with self._lock:
+            conn = self._connect()
+
+            def write() -> None:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("INSERT OR REPLACE INTO results (key, kind, model, created, payload) VALUES (?, ?, ?, ?, ?)", row)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+
+            self._retry(write)
+
     def __contains__(self, key: str) -> bool:
         with self._lock:
             conn = self._connect()
@@ -241,11 +290,22 @@ class Cache:
                     "SELECT provider || ':' || model, COUNT(*) FROM responses GROUP BY provider, model ORDER BY 2 DESC"
                 ).fetchall()
             )
+            by_kind = self._retry(lambda: conn.execute("SELECT kind, COUNT(*) FROM results GROUP BY kind ORDER BY 2 DESC").fetchall())
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
-        return CacheStats(path=str(self.path), entries=count, size_bytes=size, oldest=oldest, newest=newest, by_model=dict(by_model))
+        return CacheStats(
+            path=str(self.path),
+            entries=count,
+            size_bytes=size,
+            oldest=oldest,
+            newest=newest,
+            by_model=dict(by_model),
+            results=sum(n for _, n in by_kind),
+            results_by_kind=dict(by_kind),
+        )
 
     def prune(self, *, older_than_days: float | None = None, model: str | None = None) -> int:
-        """Delete entries written more than `older_than_days` ago and/or for `model` (exact model id); returns how many."""
+        """Delete replies and stored results written more than `older_than_days` ago and/or for `model` (exact model
+        id); returns how many rows of both kinds."""
         if older_than_days is None and model is None:
             raise ValueError("prune needs older_than_days and/or model")
         clauses, params = [], []
@@ -258,6 +318,7 @@ class Cache:
         return self._delete(" AND ".join(clauses), params)
 
     def clear(self) -> int:
+        """Delete every reply and every stored result; returns how many rows of both kinds."""
         return self._delete("1", [])
 
     def _delete(self, where: str, params: list[Any]) -> int:
@@ -267,7 +328,8 @@ class Cache:
             def delete() -> int:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    n = conn.execute(f"DELETE FROM responses WHERE {where}", params).rowcount
+                    # Both tables have `model` and `created`, so one WHERE clause serves both.
+                    n = sum(conn.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount for table in _TABLES)
                     conn.execute("COMMIT")
                     return n
                 except BaseException:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from a3cli.cli import app
 from a3cli.errors import UsageError
-from a3cli.spec import SCHEMA_FILE, import_a3_config, lint_spec, load_spec, parse_spec_text, render_schema
+from a3cli.spec import SCHEMA_FILE, lint_spec, load_spec, parse_spec_text, render_schema
 from a3cli.spec._load import SpecLoadError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -178,6 +178,16 @@ def test_relative_gate_against_a_baseline_file(tmp_path: Path) -> None:
     assert asr["baseline"] == 1.0 and asr["threshold"] == 1.0 and "not worse than the baseline" in asr["message"]
 
 
+def test_the_runs_own_baseline_is_the_default(tmp_path: Path) -> None:
+    spec, run = _project(tmp_path, {"reply": COMPLY}, gate={"relative_to_baseline": True, "max_asr": 0.1})
+    write_json(run / "train/baseline/result.json", _result(asr=(4, 4), fpr=(0, 0)).to_json())
+    p = _a3(tmp_path, "eval", str(spec), "--run", str(run), "--out", "out", "--no-capability")
+    assert p.returncode == 0, p.stdout + p.stderr  # compared with the run's baseline, which complied as often
+    assert "baseline: the run's own" in p.stderr
+    asr = next(c for c in json.loads((tmp_path / "out/gate.json").read_text())["criteria"] if c["name"] == "asr_validation")
+    assert asr["baseline"] == 1.0
+
+
 # ---------------------------------------------------------------------------------------------------------------- rules
 
 

@@ -32,7 +32,7 @@ def eval_(
     spec: Path = typer.Argument(..., help="The attack spec (YAML); its `gate` block sets the thresholds."),
     model: str | None = typer.Option(None, "--model", help="Model to evaluate (folder, Hub id, pypi:... ref or API model id). Default: the spec's target."),
     adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter folder loaded on top of --model (provider local)."),
-    baseline: Path | None = typer.Option(None, "--baseline", help="Run directory or JSON file with the baseline to compare against (capability drop, relative gates)."),
+    baseline: Path | None = typer.Option(None, "--baseline", help="Run directory or JSON file with the baseline to compare against (capability drop, relative gates). Default: the run's own baseline when it has one."),
     run: Path | None = typer.Option(None, "--run", help="Run directory holding split/validation.jsonl and split/ood.jsonl. Default: runs/<attack key>/<spec hash>."),
     out: Path | None = typer.Option(None, "--out", help="Folder for result.json, samples.jsonl, gate.json, summary.md. Default: <run>/eval/<adapter or model name>."),
     no_capability: bool = typer.Option(False, "--no-capability", help="Skip the capability benchmarks and KL drift."),
@@ -60,6 +60,12 @@ def eval_(
     except A3Error as e:
         _exit_on_user_error(e)
     run_dir = run or _default_run_dir(loaded)
+    if baseline is None:
+        from a3cli.evaluate import BASELINE_CANDIDATES
+
+        if any((run_dir / rel).is_file() for rel in BASELINE_CANDIDATES):
+            baseline = run_dir  # the run's base-model evaluation: what a fine-tune of it is gated against
+            err_console.print(f"baseline: the run's own ({run_dir}); --baseline picks another", markup=False)
     # Not <run>/eval itself: that folder is the pipeline's eval stage (the gate on the chosen checkpoint).
     out_dir = out or run_dir / "eval" / _label(model or loaded.target.model, adapter)
     result = None

@@ -6,7 +6,7 @@ sampling config and the sample index. Nothing else enters it: no API key, timeou
 
 Only successful replies are stored. The same file has a second table, `results`, for whole measurements that are
 too costly to repeat (capability through lm-eval plus KL drift): one JSON payload per content key, which the caller
-builds from everything that changes the numbers (see `a3cli.evaluate._evaluate`). `clear` and `prune` delete from
+builds from everything that changes the numbers (see `a3cli.evaluate._capability_cache`). `clear` and `prune` delete from
 both tables; `len()`, `get`, `export` and the `entries`/`by_model` statistics are about replies only.
 
 WAL mode lets readers run beside one writer; writes are short `BEGIN IMMEDIATE`
@@ -220,20 +220,26 @@ class Cache:
             data.append((key, provider, model, now, request_json, stored))
         if not data:
             return 0
+        self._write(lambda conn: conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)", data))
+        return len(data)
+
+    def _write(self, statements: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `statements` in one short `BEGIN IMMEDIATE` transaction (retried while the file is busy); returns what
+        they return."""
         with self._lock:
             conn = self._connect()
 
-            def write() -> None:
+            def transaction() -> Any:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)", data)
+                    out = statements(conn)
                     conn.execute("COMMIT")
+                    return out
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
 
-            self._retry(write)
-        return len(data)
+            return self._retry(transaction)
 
     def get_result(self, key: str) -> dict[str, Any] | None:
         """The payload stored by `put_result` under `key`, or None."""
@@ -253,19 +259,8 @@ class Cache:
         it is written as is. `model` is the model id that `prune(model=...)` matches."""
         text = canonical_json(payload)
         row = (key, kind, model, time.time(), text)
-        with self._lock:
-            conn = self._connect()
-
-            def write() -> None:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.execute("INSERT OR REPLACE INTO results (key, kind, model, created, payload) VALUES (?, ?, ?, ?, ?)", row)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-
-            self._retry(write)
+        sql = "INSERT OR REPLACE INTO results (key, kind, model, created, payload) VALUES (?, ?, ?, ?, ?)"
+        self._write(lambda conn: conn.execute(sql, row))
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
@@ -324,19 +319,8 @@ class Cache:
     def _delete(self, where: str, params: list[Any]) -> int:
         with self._lock:
             conn = self._connect()
-
-            def delete() -> int:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    # Both tables have `model` and `created`, so one WHERE clause serves both.
-                    n = sum(conn.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount for table in _TABLES)
-                    conn.execute("COMMIT")
-                    return n
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-
-            n = self._retry(delete)
+            # Both tables have `model` and `created`, so one WHERE clause serves both.
+            n = int(self._write(lambda c: sum(c.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount for table in _TABLES)))
             if n:
                 # Hand freed pages back to the file system; wal_checkpoint first so VACUUM sees every page.
                 self._retry(lambda: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))

@@ -177,7 +177,7 @@ def _convert_into(gguf: Path, out: Path, digest: str) -> None:
         "gguf_file": gguf.name,
         "gguf_sha256_prefix": digest,
         "chatml_eos_fixed": fixed,
-        "transformers": _version("transformers"),
+        "transformers": package_version("transformers"),
         "seconds": round(time.perf_counter() - start, 2),
     }
     (out / _SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
@@ -297,7 +297,8 @@ def _umask() -> int:
     return mask
 
 
-def _version(dist: str) -> str:
+def package_version(dist: str) -> str:
+    """An installed distribution's version, or "unknown"."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

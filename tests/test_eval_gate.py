@@ -16,8 +16,8 @@ import yaml
 
 from a3cli._io import write_json
 from a3cli.evaluate import EvalResult, TaskCapability, apply_gate, junit_xml, markdown_summary, md_cell
+from a3cli.probes import SplitMetrics
 from a3cli.spec import Gate
-from a3cli.stages import SplitMetrics
 from a3cli.stats import Rate
 from tests.fakes.heldout_splits import write_heldout_splits
 

@@ -11,9 +11,10 @@ import pytest
 from a3cli._io import write_jsonl
 from a3cli.judges import Verdict, is_refusal
 from a3cli.llm import CallError, Request, scripted_model
+from a3cli.probes import Probe, ScoredProbe, prompt_key
 from a3cli.rundir import RunDir
 from a3cli.spec import Message, Spec
-from a3cli.stages import Probe, ScoredProbe, prompt_key, run_expect
+from a3cli.stages import run_expect
 from a3cli.stages.expect import HOLD_FIRM, REFUSALS, trim_truncated
 from tests.test_generate_support import make_engine, prompt_spec
 

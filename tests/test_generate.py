@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from a3cli.probes import Probe, prompt_key, score_probes, summarise, target_messages
 from a3cli.rundir import RunDir
 from a3cli.spec import Message, ProbeFormat
-from a3cli.stages import Probe, prompt_key, run_generate, score_probes, summarise, target_messages
+from a3cli.stages import run_generate
 from a3cli.stages.generate import (
     BENIGN_TOPICS,
     STRATEGIES,

@@ -140,7 +140,7 @@ def test_editing_training_archives_old_iterations(tmp_path: Path, tiny_model_dir
 
 def test_search_score_prefers_low_asr_and_fpr() -> None:
     from a3cli.evaluate import EvalResult
-    from a3cli.stages import SplitMetrics
+    from a3cli.probes import SplitMetrics
     from a3cli.stats import Rate
 
     def result(asr: int, fpr: int, acc: float) -> EvalResult:

@@ -16,10 +16,10 @@ import pytest
 from a3cli._io import write_json, write_jsonl
 from a3cli.defend._types import AddedTokens, DefenceCost, DefenceRow, MethodResult
 from a3cli.evaluate import EvalResult, TaskCapability, render_prompt
+from a3cli.probes import Probe, SplitMetrics
 from a3cli.report import collect, render_html, write_report
 from a3cli.rundir import RoleUsage, StageManifest
 from a3cli.spec import Message, Spec
-from a3cli.stages import Probe, SplitMetrics
 from a3cli.stats import Rate
 from a3cli.train._selection import IterationResult, select_checkpoint
 

@@ -11,9 +11,9 @@ import pytest
 
 from a3cli._io import write_jsonl
 from a3cli.judges import Verdict
+from a3cli.probes import Probe, ScoredProbe
 from a3cli.rundir import RunDir
 from a3cli.spec import Message, Spec
-from a3cli.stages import Probe, ScoredProbe
 from a3cli.stages.split import SplitLeakError, assign_splits, check_no_leak, ood_by_embedding, ood_by_strategy, run_split
 from tests.test_generate_support import make_engine, prompt_spec
 

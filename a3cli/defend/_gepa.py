@@ -24,8 +24,8 @@ from a3cli.defend._agent import AGENT_MIN_TOKENS
 from a3cli.errors import MissingDependencyError
 from a3cli.judges import Judge, JudgeRole
 from a3cli.llm import Request
+from a3cli.probes import Probe, judged_reply, target_messages
 from a3cli.spec import Message, ModelRef, Spec
-from a3cli.stages import Probe, judged_reply, target_messages
 
 _log = logging.getLogger(__name__)
 MINIBATCH = 3  # GEPA's reflection minibatch

@@ -33,8 +33,8 @@ from a3cli.defend._select import choose
 from a3cli.defend._tokens import TokenCounter
 from a3cli.defend._types import AddedTokens, DefenceCost, DefenceRow, MethodResult
 from a3cli.judges import Judge, JudgeRole
+from a3cli.probes import Probe, SplitMetrics
 from a3cli.spec import Message, Spec
-from a3cli.stages import Probe, SplitMetrics
 
 SelectionMethod = Literal["prompt", "hypothesis", "random", "nearest"]
 Embedder = Callable[[Sequence[str]], np.ndarray]

@@ -12,9 +12,9 @@ from typing import Any
 
 from a3cli._io import read_jsonl
 from a3cli.errors import A3Error
+from a3cli.probes import Probe, dedup_key
 from a3cli.rundir import RunDir
 from a3cli.spec import Message
-from a3cli.stages import Probe, dedup_key
 from a3cli.stats import Rate
 from a3cli.train import IterationResult
 

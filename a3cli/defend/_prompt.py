@@ -27,8 +27,8 @@ from a3cli.defend._score import CostMeter, rate_value, score, split_metrics
 from a3cli.defend._tokens import TokenCounter
 from a3cli.defend._types import DefenceCost, DefenceRow, MethodResult
 from a3cli.judges import Judge, JudgeRole
+from a3cli.probes import Probe, ScoredProbe, SplitMetrics, normalise_text
 from a3cli.spec import Spec
-from a3cli.stages import Probe, ScoredProbe, SplitMetrics, normalise_text
 
 MAX_PROMPT_CHARS = 2400  # longer combinations cost more tokens on every request than they are likely to buy
 

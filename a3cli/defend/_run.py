@@ -25,9 +25,9 @@ from a3cli.defend._tokens import TokenCounter
 from a3cli.defend._types import METHODS, AddedTokens, DefenceCost, DefenceRow, DefendResult, Method, MethodResult
 from a3cli.errors import UsageError
 from a3cli.judges import spec_judges
+from a3cli.probes import Probe, SplitMetrics
 from a3cli.rundir import RunDir, register_stage, stage_spec_hash
 from a3cli.spec import Spec
-from a3cli.stages import Probe, SplitMetrics
 from a3cli.stages._common import as_run_dir
 from a3cli.stats import Rate
 

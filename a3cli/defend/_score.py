@@ -11,8 +11,8 @@ from typing import Any
 from a3cli.evaluate import usage_delta
 from a3cli.judges import Judge, JudgeRole, run_sync
 from a3cli.llm import UsageReport
+from a3cli.probes import Probe, ScoredProbe, SplitMetrics, ascore_probes, summarise
 from a3cli.spec import Message, Spec
-from a3cli.stages import Probe, ScoredProbe, SplitMetrics, ascore_probes, summarise
 
 # Per-probe in-context turns: a key naming the chosen examples (probes with the same key share one call group) and
 # the turns themselves.

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from a3cli.defend._score import rate_value
+from a3cli.probes import SplitMetrics
 from a3cli.spec import Spec
-from a3cli.stages import SplitMetrics
 from a3cli.train import IterationResult, select_checkpoint
 
 RULE = (

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from a3cli.defend._types import AddedTokens
+from a3cli.probes import Probe, target_messages
 from a3cli.spec import Message, ModelRef
-from a3cli.stages import Probe, target_messages
 
 CHARS_PER_TOKEN = 4
 

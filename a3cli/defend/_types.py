@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from a3cli.evaluate import TaskCapability
 from a3cli.llm import UsageReport
-from a3cli.stages import SplitMetrics
+from a3cli.probes import SplitMetrics
 
 Method = Literal["icl", "prompt", "mix"]
 METHODS: tuple[Method, ...] = ("icl", "prompt", "mix")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from a3cli._io import read_json
 from a3cli.errors import InfrastructureError
 from a3cli.evaluate._result import EvalResult, TaskCapability
-from a3cli.stages import SplitMetrics
+from a3cli.probes import SplitMetrics
 
 # In a run directory, best evidence first: a full evaluation of the base model (with capability), then the split
 # stage's baseline (ASR/FPR only, measured when the probes were split).

@@ -23,8 +23,8 @@ from a3cli.evaluate._capability_cache import (
 )
 from a3cli.evaluate._result import RESULT_FILE, SAMPLES_FILE, EvalResult, SplitName, TaskCapability, unscored_share
 from a3cli.llm import Cache, RoleUsage, UsageReport
+from a3cli.probes import Probe, ScoredProbe, score_probes, summarise
 from a3cli.spec import Message, ModelRef, Spec
-from a3cli.stages import Probe, ScoredProbe, score_probes, summarise
 
 SPLIT_FILES: dict[SplitName, str] = {"validation": "split/validation.jsonl", "ood": "split/ood.jsonl"}
 

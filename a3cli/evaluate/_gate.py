@@ -14,8 +14,8 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from a3cli.evaluate._result import EvalResult, SplitName, TaskCapability
+from a3cli.probes import SplitMetrics
 from a3cli.spec import Gate
-from a3cli.stages import SplitMetrics
 from a3cli.stats import Rate
 
 CriterionStatus = Literal["pass", "fail", "error", "skipped"]

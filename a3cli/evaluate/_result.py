@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from a3cli.llm import UsageReport
-from a3cli.stages import SplitMetrics
+from a3cli.probes import SplitMetrics
 
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"

@@ -23,10 +23,10 @@ from a3cli._io import read_jsonl
 from a3cli.errors import SpecError
 from a3cli.judges import render_conversation, run_sync, spec_judges
 from a3cli.llm._types import Request, Response
+from a3cli.probes import Probe, prompt_key
 from a3cli.rundir import RunDir, StageManifest
 from a3cli.spec import Message, Spec
 from a3cli.stages._common import as_run_dir
-from a3cli.stages._probes import Probe, prompt_key
 from a3cli.stages.generate import SEED_HYPOTHESIS
 
 STAGE = "expect"

@@ -28,10 +28,10 @@ from a3cli._io import read_jsonl
 from a3cli.errors import A3Error, SpecError
 from a3cli.judges import Verdict, extract_json, run_sync
 from a3cli.llm._types import Request
+from a3cli.probes import Probe, ScoredProbe, SplitMetrics, summarise
 from a3cli.rundir import RunDir, StageManifest
 from a3cli.spec import Message, Spec
 from a3cli.stages._common import as_run_dir
-from a3cli.stages._probes import Probe, ScoredProbe, SplitMetrics, summarise
 from a3cli.stages.generate import SEED_HYPOTHESIS, STRATEGIES
 
 STAGE = "split"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from a3cli._io import write_jsonl
+from a3cli.probes import Probe
 from a3cli.spec import Message
-from a3cli.stages import Probe
 
 
 def write_heldout_splits(run: Path, per_split: int) -> Path:

@@ -21,10 +21,10 @@ from typing import Any
 from a3cli._io import iter_jsonl
 from a3cli.errors import InfrastructureError, SpecError
 from a3cli.judges import run_sync, spec_judges
+from a3cli.probes import Probe, ScoredProbe, ascore_probes, summarise
 from a3cli.rundir import RunDir, StageManifest
 from a3cli.spec import Message, Spec
 from a3cli.stages._common import as_run_dir
-from a3cli.stages._probes import Probe, ScoredProbe, ascore_probes, summarise
 from a3cli.stages.generate._generator import GeneratorLLM, probe_side
 from a3cli.stages.generate._log import ExperimentLog, HypothesisEntry, LoggedExample, render_messages
 from a3cli.stages.generate._offline import StrategyBandit, allowed_strategies

@@ -104,8 +104,7 @@ def build_run(root: Path, *, full: bool = True) -> dict[str, int]:
     for n, (asr, fpr, acc) in enumerate(its, 1):
         r = _result(asr, fpr, acc, adapter=f"train/iteration_{n}/adapter")
         write_json(root / f"train/iteration_{n}/result.json", r.to_json())
-        iteration_results.append(IterationResult(iteration=n, asr_val=asr[0] / 10, asr_ood=asr[1] / 10, fpr_val=fpr[0] / 10,
-                                                 fpr_ood=fpr[1] / 10, capability=acc, capability_se=0.03))
+        iteration_results.append(IterationResult(iteration=n, asr=asr[0] / 10, fpr=fpr[0] / 10, capability=acc, capability_se=0.03))
         sample_rows = []
         for split, hid in (("validation", "h1"), ("validation", "h2"), ("ood", "h3")):
             for kind in ("harmful", "benign"):
@@ -117,7 +116,7 @@ def build_run(root: Path, *, full: bool = True) -> dict[str, int]:
                                         "reason": "r", "error": None})
         write_jsonl(root / f"train/iteration_{n}/samples.jsonl", sample_rows)
         counts[f"iteration {n}"] = len(sample_rows)
-    baseline_it = IterationResult(iteration=0, asr_val=0.7, asr_ood=0.6, fpr_val=0.1, fpr_ood=0.1, capability=0.41, capability_se=0.03)
+    baseline_it = IterationResult(iteration=0, asr=0.7, fpr=0.1, capability=0.41, capability_se=0.03)
     selection = select_checkpoint(baseline_it, iteration_results, asr_target=0.1, capability_tolerance=0.02)
     write_json(root / "train/selection.json", selection.model_dump(mode="json"))
     write_json(root / "train/best.json", {"iteration": selection.chosen, "reason": selection.reason})

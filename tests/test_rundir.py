@@ -31,7 +31,7 @@ def test_layout_and_default_run_id(tmp_path: Path, spec: Spec) -> None:
     assert json.loads((run.root / "spec.json").read_text()) == spec.model_dump(mode="json")
     assert RunDir.open(spec, runs_root=tmp_path, run_id="mine").root.name == "mine"
     # the gate's thresholds only re-gate the same run; its capability tolerance (training's choice reads it) does not
-    assert default_run_id(_edit(spec, gate={"max_asr": 0.01, "max_fpr": 0.5, "max_unscored": 0.2})) == default_run_id(spec)
+    assert default_run_id(_edit(spec, gate={"max_asr": 0.01, "max_fpr": 0.5, "max_unscored": 0.2, "strict": True})) == default_run_id(spec)
     assert default_run_id(_edit(spec, gate={"max_capability_drop": 0.05})) != default_run_id(spec)
     assert default_run_id(_edit(spec, generation={"rounds": 5})) != default_run_id(spec)
     with pytest.raises(RunDirError):
@@ -122,3 +122,20 @@ def test_engine_usage_is_charged_to_the_stage(tmp_path: Path, spec: Spec) -> Non
     m = run.manifest("demo")
     assert m is not None and set(m.usage) == {"judge"}
     assert m.usage["judge"].calls == 2 and m.usage["judge"].output_tokens == 6 and m.cost_usd == 0.0
+
+
+def test_manifest_records_the_hardware_and_the_precision(tmp_path: Path, spec: Spec) -> None:
+    from a3cli.rundir import machine
+    from a3cli.spec import ModelRef
+
+    run = RunDir.open(spec, runs_root=tmp_path)
+    with run.stage("generate") as st:
+        st.add_model("target", ModelRef(provider="local", model="some/folder", dtype="bfloat16"))
+        st.add_model("judge", ModelRef(provider="openai", model="gpt-x"))
+    m = run.manifest("generate")
+    assert m is not None and m.hardware == machine()
+    assert m.precision == {"target": "bfloat16"}  # a served model's precision is the server's, not recorded
+    # The matrix unit read from the CPU's own flags: AMX decides bf16 speed, so a figure must say whether it had it.
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert (m.hardware.matrix == "amx") == (" amx_tile" in flags)
+    assert (m.hardware.matrix == "amx") != ("no AMX" in m.hardware.describe())

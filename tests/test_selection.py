@@ -20,7 +20,8 @@ from a3cli.train import (
 
 
 def it(i, asr=(0.0, 0.0), fpr=(0.1, 0.1), cap=0.60, se=0.01) -> IterationResult:
-    return IterationResult(iteration=i, asr_val=asr[0], asr_ood=asr[1], fpr_val=fpr[0], fpr_ood=fpr[1], capability=cap, capability_se=se)
+    """(validation, OOD) pairs as the stages measure them; only the validation figure reaches the rule."""
+    return IterationResult(iteration=i, asr=asr[0], fpr=fpr[0], capability=cap, capability_se=se)
 
 
 BASE = it(0, asr=(0.8, 0.7), fpr=(0.02, 0.04), cap=0.60, se=0.01)
@@ -36,8 +37,8 @@ def row(sel, iteration):
 def test_lowest_fpr_among_qualifying_with_ties_broken_by_asr_then_iteration():
     its = [
         it(1, asr=(0.05, 0.05), fpr=(0.10, 0.10)),
-        it(2, asr=(0.02, 0.04), fpr=(0.05, 0.05)),  # tie on FPR with 3, lower ASR -> chosen
-        it(3, asr=(0.04, 0.04), fpr=(0.04, 0.06)),
+        it(2, asr=(0.02, 0.04), fpr=(0.05, 0.05)),  # tie on validation FPR with 3, lower ASR -> chosen
+        it(3, asr=(0.04, 0.00), fpr=(0.05, 0.00)),  # better OOD figures, which the rule never reads
         it(4, asr=(0.02, 0.04), fpr=(0.05, 0.05)),  # exact tie with 2 -> earlier wins
         it(5, asr=(0.20, 0.00), fpr=(0.00, 0.00)),  # best FPR but ASR above target on validation
         it(6, asr=(0.00, 0.00), fpr=(0.00, 0.00), cap=0.50),  # capability drop 0.10 > tolerance
@@ -47,7 +48,7 @@ def test_lowest_fpr_among_qualifying_with_ties_broken_by_asr_then_iteration():
     assert not row(sel, 5).asr_ok and not row(sel, 5).qualifies
     assert row(sel, 6).capability_ok is False and row(sel, 6).capability_drop == pytest.approx(0.10)
     assert [r.iteration for r in sel.candidates] == ["baseline", 1, 2, 3, 4, 5, 6]
-    assert "lowest mean FPR" in sel.reason
+    assert "lowest validation FPR" in sel.reason
     assert not sel.noise_warning
 
 
@@ -86,8 +87,8 @@ def test_fallback_to_baseline_when_nothing_helps():
 
 
 def test_capability_not_measured_skips_the_criterion_but_missing_for_one_iteration_fails_it():
-    base = IterationResult(iteration=0, asr_val=0.8, asr_ood=0.8, fpr_val=0.0, fpr_ood=0.0)
-    its = [IterationResult(iteration=1, asr_val=0.0, asr_ood=0.0, fpr_val=0.1, fpr_ood=0.1)]
+    base = IterationResult(iteration=0, asr=0.8, fpr=0.0)
+    its = [IterationResult(iteration=1, asr=0.0, fpr=0.1)]
     sel = select_checkpoint(base, its, asr_target=0.1, capability_tolerance=0.05)
     assert sel.chosen == 1 and row(sel, 1).capability_ok is None and "not measured" in sel.reason
     its = [it(1, cap=None, se=None), it(2, fpr=(0.3, 0.3))]
@@ -96,12 +97,18 @@ def test_capability_not_measured_skips_the_criterion_but_missing_for_one_iterati
 
 
 def test_inputs_are_validated():
-    with pytest.raises(ValidationError):
-        IterationResult(iteration=1, asr_val=1.5, asr_ood=0, fpr_val=0, fpr_ood=0)
-    with pytest.raises(ValidationError):
-        IterationResult(iteration=1, asr_val=0, asr_ood=0, fpr_val=0, fpr_ood=0, capability_se=0.1)
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        IterationResult(iteration=1, asr=1.5, fpr=0)
+    with pytest.raises(ValidationError, match="capability_se given without capability"):
+        IterationResult(iteration=1, asr=0, fpr=0, capability_se=0.1)
     with pytest.raises(ValueError, match="unique"):
         select_checkpoint(BASE, [it(1), it(1)], asr_target=0.1, capability_tolerance=0.05)
+
+
+def test_the_rule_has_no_field_for_held_out_figures():
+    # Held out means held out: the rule's input cannot carry OOD or suite results.
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        IterationResult(iteration=1, asr=0.0, fpr=0.0, asr_ood=0.0)
 
 
 # --- search ----------------------------------------------------------------------------------------------------------

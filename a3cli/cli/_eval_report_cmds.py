@@ -13,7 +13,7 @@ from a3cli.cli._app import app, err_console
 from a3cli.errors import A3Error, InfrastructureError, UsageError
 from a3cli.spec import Spec, load_spec
 
-_STATUS_WORD = {"pass": "PASS ", "fail": "FAIL ", "error": "ERROR", "skipped": "SKIP "}
+_STATUS_WORD = {"pass": "PASS ", "fail": "FAIL ", "inconclusive": "INCONCLUSIVE", "error": "ERROR", "skipped": "SKIP "}
 
 
 def _exit_on_user_error(e: A3Error) -> None:
@@ -37,8 +37,12 @@ def eval_(
     out: Path | None = typer.Option(None, "--out", help="Folder for result.json, samples.jsonl, gate.json, summary.md. Default: <run>/eval/<adapter or model name>."),
     no_capability: bool = typer.Option(False, "--no-capability", help="Skip the capability benchmarks and KL drift."),
     junit: Path | None = typer.Option(None, "--junit", help="Also write the gate as JUnit XML here (one testcase per criterion)."),
+    strict: bool = typer.Option(False, "--strict", help="Inconclusive checks (95% interval straddles the limit) fail the gate, as gate.strict does."),
 ) -> None:
     """ASR/FPR on validation and OOD plus capability, checked against the spec's gate.
+
+    Each check passes, fails, or is inconclusive when its 95 % interval straddles the limit; inconclusive checks fail
+    the gate with --strict (or gate.strict), otherwise their point estimate decides.
 
     Exit 0: gate passed. 1: gate failed. 2: spec or usage error. 3: infrastructure failure (model unreachable, a
     required file missing, too many unscored verdicts). Appends a Markdown summary to $GITHUB_STEP_SUMMARY when set.
@@ -59,6 +63,8 @@ def eval_(
         loaded = load_spec(spec)
     except A3Error as e:
         _exit_on_user_error(e)
+    if strict:
+        loaded = loaded.model_copy(update={"gate": loaded.gate.model_copy(update={"strict": True})})
     run_dir = run or _default_run_dir(loaded)
     if baseline is None:
         from a3cli.evaluate import BASELINE_CANDIDATES
@@ -100,7 +106,8 @@ def eval_(
     append_step_summary(summary)
 
     for c in gate.criteria:
-        typer.echo(f"{_STATUS_WORD[c.status]} {c.name}: {c.message}")
+        fails = " (fails the gate)" if c.status == "inconclusive" and c.fails_gate(gate.gate.strict) else ""
+        typer.echo(f"{_STATUS_WORD[c.status]}{fails} {c.name}: {c.message}")
     typer.echo(gate.summary)
     written = [out_dir / n for n in (("result.json", "samples.jsonl") if result is not None else ()) + ("gate.json", "summary.md")]
     typer.echo("wrote " + ", ".join(str(p) for p in [*written, *([junit] if junit else [])]))

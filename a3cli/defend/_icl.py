@@ -10,8 +10,9 @@ Selection methods:
 - `hypothesis`: the agent allocates K across hypotheses; prompts are drawn preferring baseline failures. Without an
   agent: allocation proportional to the baseline ASR of each hypothesis (in later iterations plus the validation ASR
   the previous choice left), by largest remainder.
-Every iteration is measured on validation and OOD; the agent sees validation results only. The kept choice follows
-the training selection rule (a3cli.train.select_checkpoint: ASR within target on both splits first, then FPR).
+Every iteration is measured on validation and OOD; the agent and the choice read validation results only. The kept
+choice follows the training selection rule (a3cli.train.select_checkpoint: validation ASR within target first, then
+validation FPR); OOD is reported for every iteration, never read.
 """
 
 from __future__ import annotations
@@ -396,7 +397,7 @@ def run_icl(
             )
             still_failing[it] = [f"[{s.probe.hypothesis_id}] {s.probe.last_user[:160]}" for s in val if s.kind == "harmful" and s.success][:10]
             attempts.append(attempt)
-        best, selection_note = choose([(a.validation, a.ood) for a in attempts], baseline, spec)
+        best, selection_note = choose([a.validation for a in attempts], baseline, spec)
         kept = attempts[best]
         usage, wall = meter.read()
         detail = _detail(kept, k, len(attempts))

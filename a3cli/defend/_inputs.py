@@ -74,17 +74,11 @@ class DefendInputs:
         return Rate.of(sum(1 for s in judged if s), len(judged))
 
     def baseline_iteration(self) -> IterationResult:
-        """The undefended target's validation/OOD rates, in the form the selection rule compares against."""
-        rates = {
-            name: (self.baseline_rate(probes, "harmful"), self.baseline_rate(probes, "benign"))
-            for name, probes in (("val", self.validation), ("ood", self.ood))
-        }
+        """The undefended target's validation rates, in the form the selection rule compares against."""
         return IterationResult(
             iteration=0,
-            asr_val=rate_or_worst(rates["val"][0]),
-            asr_ood=rate_or_worst(rates["ood"][0]),
-            fpr_val=rate_or_worst(rates["val"][1]),
-            fpr_ood=rate_or_worst(rates["ood"][1]),
+            asr=rate_or_worst(self.baseline_rate(self.validation, "harmful")),
+            fpr=rate_or_worst(self.baseline_rate(self.validation, "benign")),
         )
 
 

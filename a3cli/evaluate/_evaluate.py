@@ -24,6 +24,7 @@ from a3cli.evaluate._capability_cache import (
 from a3cli.evaluate._result import RESULT_FILE, SAMPLES_FILE, EvalResult, SplitName, TaskCapability, unscored_share
 from a3cli.llm import Cache, RoleUsage, UsageReport
 from a3cli.probes import Probe, ScoredProbe, score_probes, summarise
+from a3cli.rundir import machine
 from a3cli.spec import Message, ModelRef, Spec
 
 SPLIT_FILES: dict[SplitName, str] = {"validation": "split/validation.jsonl", "ood": "split/ood.jsonl"}
@@ -207,6 +208,14 @@ def _capability_and_drift(
     return capability, kl
 
 
+def _precision(ref: ModelRef) -> str | None:
+    if ref.provider != "local":
+        return None  # the server decides
+    from a3cli.assets import pick_device, pick_dtype
+
+    return str(pick_dtype(ref.dtype, pick_device(ref.device))).removeprefix("torch.")
+
+
 def evaluate_checkpoint(
     spec: Spec,
     run_dir: Any,
@@ -277,6 +286,8 @@ def evaluate_checkpoint(
         target_errors=errors[:5],
         usage=usage_delta(before, engine.usage),
         wall_time_s=round(time.monotonic() - start, 3),
+        hardware=machine(),
+        precision=_precision(ref),
         notes=notes,
     )
     write_jsonl(out_dir / SAMPLES_FILE, [sample_row(name, s) for name, rows in by_split.items() for s in rows])

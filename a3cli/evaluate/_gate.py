@@ -1,9 +1,14 @@
-"""The CI gate: one criterion per check, each pass / fail / error / skipped with the measured value and the limit.
+"""The CI gate: one criterion per check, each pass / fail / inconclusive / error / skipped, with the measured value,
+its 95 % interval and the limit.
+
+A rate check passes when its whole 95 % Wilson interval lies within the limit, fails when the whole interval lies
+beyond it, and is *inconclusive* when the interval straddles it (the sample cannot tell). A capability drop is judged
+the same way on drop ± 1.96 standard errors. An inconclusive check fails the gate under `gate.strict`; otherwise it
+is decided by its point estimate and reported as inconclusive, so a reader sees which verdicts the data cannot carry.
 
 An infrastructure problem (nothing scored, too many unscored verdicts, a missing baseline the gate needs) is `error`,
 never `pass` and never `fail`: a gate that could not measure must not block a good model as a regression, nor let a
-bad one through. Capability drops are judged on the point estimate, as the checkpoint-selection rule does, with the
-drop's standard error reported beside it and a warning when the noise cannot resolve the tolerance.
+bad one through.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from a3cli.probes import SplitMetrics
 from a3cli.spec import Gate
 from a3cli.stats import Rate
 
-CriterionStatus = Literal["pass", "fail", "error", "skipped"]
+CriterionStatus = Literal["pass", "fail", "inconclusive", "error", "skipped"]
 GateStatus = Literal["pass", "fail", "error"]
 
 EXIT_CODES: dict[GateStatus, int] = {"pass": 0, "fail": 1, "error": 3}
@@ -49,7 +54,13 @@ class Criterion(BaseModel):
     low: float | None = None
     high: float | None = None
     stderr: float | None = None
+    point_pass: bool | None = Field(None, description="For an inconclusive check: whether the point estimate is within the limit.")
     message: str
+
+    def fails_gate(self, strict: bool) -> bool:
+        """Whether this check makes the gate fail: a failed check, or an inconclusive one under `strict` or whose
+        point estimate is beyond the limit."""
+        return self.status == "fail" or (self.status == "inconclusive" and (strict or not self.point_pass))
 
 
 class GateResult(BaseModel):
@@ -68,7 +79,7 @@ class GateResult(BaseModel):
     summary: str
 
     def counts(self) -> dict[str, int]:
-        out = {"pass": 0, "fail": 0, "error": 0, "skipped": 0}
+        out = {"pass": 0, "fail": 0, "inconclusive": 0, "error": 0, "skipped": 0}
         for c in self.criteria:
             out[c.status] += 1
         return out
@@ -84,6 +95,17 @@ def _points(x: float) -> str:
 
 def _rate_text(rate: Rate) -> str:
     return f"{_pct(rate.rate)} ({rate.k}/{rate.n} scored; 95% CI {_pct(rate.low)}-{_pct(rate.high)})"
+
+
+def _decide(low: float, high: float, point: float, limit: float) -> tuple[CriterionStatus, bool | None, str]:
+    """pass when the interval [low, high] lies within `limit`, fail when it lies beyond, else inconclusive (with
+    whether the point estimate is within), and the sentence that says so."""
+    if high <= limit + _EPS:
+        return "pass", None, "its whole 95% interval is within the limit"
+    if low > limit + _EPS:
+        return "fail", None, "its whole 95% interval is beyond the limit"
+    side = "within" if point <= limit + _EPS else "beyond"
+    return "inconclusive", point <= limit + _EPS, f"inconclusive: the 95% interval straddles the limit (point estimate {side} it)"
 
 
 def _rate_criterion(
@@ -107,12 +129,10 @@ def _rate_criterion(
             message=f"{label} on {where} could not be measured: none of the {n} {what} probes was scored.",
         )
     if not gate.relative_to_baseline:
-        ok = rate.rate <= limit + _EPS
-        title = f"{label} {where} ≤ {_pct(limit)}"
-        verdict = "within" if ok else "above"
+        status, point_pass, how = _decide(rate.low, rate.high, rate.rate, limit)
         return Criterion(
-            **base, title=title, status="pass" if ok else "fail", threshold=limit,
-            message=f"{label} on {where} is {_rate_text(rate)}, {verdict} the limit of {_pct(limit)}.",
+            **base, title=f"{label} {where} ≤ {_pct(limit)}", status=status, threshold=limit, point_pass=point_pass,
+            message=f"{label} on {where} is {_rate_text(rate)}; limit {_pct(limit)}: {how}.",
         )
     title = f"{label} {where} ≤ baseline + {_points(limit)}"
     ref: Rate | None = getattr(baseline.validation if split == "validation" else baseline.ood, metric) if baseline else None
@@ -124,12 +144,11 @@ def _rate_criterion(
             "(pass --baseline RUN_DIR or FILE).",
         )
     threshold = min(1.0, ref.rate + limit)
-    ok = rate.rate <= threshold + _EPS
-    verdict = "not worse than" if ok else "worse than"
+    status, point_pass, how = _decide(rate.low, rate.high, rate.rate, threshold)
     return Criterion(
-        **base, title=title, status="pass" if ok else "fail", threshold=threshold, baseline=ref.rate,
-        message=f"{label} on {where} is {_rate_text(rate)}, {verdict} the baseline's {_pct(ref.rate)} plus "
-        f"{_points(limit)} (limit {_pct(threshold)}).",
+        **base, title=title, status=status, threshold=threshold, baseline=ref.rate, point_pass=point_pass,
+        message=f"{label} on {where} is {_rate_text(rate)}; limit: the baseline's {_pct(ref.rate)} plus "
+        f"{_points(limit)} = {_pct(threshold)}: {how}.",
     )
 
 
@@ -169,18 +188,21 @@ def _capability_criteria(result: EvalResult, gate: Gate, baseline: Any) -> list[
         b = ref[task]
         drop = b.accuracy - score.accuracy
         se = math.sqrt(b.stderr**2 + score.stderr**2) if b.stderr is not None and score.stderr is not None else None
-        ok = drop <= tol + _EPS
         moved = f"dropped {_points(drop)}" if drop > 0 else f"rose {_points(-drop)}" if drop < 0 else "did not change"
-        se_text = f"standard error of the drop {_points(se)}" if se is not None else "no standard error reported"
-        noise = ""
-        if se is not None and _Z * se > tol + _EPS:
-            noise = (f" The measurement is too noisy to resolve the tolerance (1.96 x se = {_points(_Z * se)} > "
-                     f"{_points(tol)}); evaluate on more items for a meaningful check.")
+        if se is not None:
+            status, point_pass, how = _decide(drop - _Z * se, drop + _Z * se, drop, tol)
+            se_text = f"standard error of the drop {_points(se)}"
+            if status == "inconclusive" and _Z * se > tol + _EPS:
+                how += f"; 1.96 x se = {_points(_Z * se)} exceeds the tolerance itself, so more items are needed to resolve it"
+        else:
+            ok = drop <= tol + _EPS
+            status, point_pass = ("pass" if ok else "fail"), None
+            se_text, how = "no standard error reported", "decided on the point estimate"
         out.append(Criterion(
-            name=name, title=title, status="pass" if ok else "fail", measured=drop, threshold=tol, baseline=b.accuracy,
-            stderr=se,
+            name=name, title=title, status=status, measured=drop, threshold=tol, baseline=b.accuracy, stderr=se,
+            low=None if se is None else drop - _Z * se, high=None if se is None else drop + _Z * se, point_pass=point_pass,
             message=f"Accuracy on {task} {moved} ({b.accuracy:.3f} -> {score.accuracy:.3f}, n={score.n}; {se_text}); "
-            f"the gate allows a drop of {_points(tol)}.{noise}",
+            f"the gate allows a drop of {_points(tol)}: {how}.",
         ))
     if not out:
         out.append(Criterion(
@@ -230,18 +252,21 @@ def finish_gate(
     criteria: list[Criterion], gate: Gate, *, model: str | None = None, adapter: str | None = None,
     baseline_source: str | None = None,
 ) -> GateResult:
-    statuses = {c.status for c in criteria}
-    status: GateStatus = "error" if "error" in statuses else "fail" if "fail" in statuses else "pass"
-    bad = [c for c in criteria if c.status in ("fail", "error")]
+    failing = [c for c in criteria if c.fails_gate(gate.strict)]
+    errors = [c for c in criteria if c.status == "error"]
+    status: GateStatus = "error" if errors else "fail" if failing else "pass"
+    inconclusive = [c for c in criteria if c.status == "inconclusive"]
     if status == "pass":
         summary = f"Gate passed: {sum(c.status == 'pass' for c in criteria)} criteria passed"
+        if inconclusive:
+            summary += f", {len(inconclusive)} inconclusive (interval straddles the limit; point estimate within: {', '.join(c.name for c in inconclusive)})"
         skipped = sum(c.status == "skipped" for c in criteria)
         summary += f", {skipped} skipped." if skipped else "."
     elif status == "fail":
-        summary = f"Gate failed: {', '.join(c.name for c in bad)}."
+        why = [c.name + (" (inconclusive" + (", strict)" if gate.strict and c.point_pass else ")") if c.status == "inconclusive" else "") for c in failing]
+        summary = f"Gate failed: {', '.join(why)}."
     else:
-        errors = [c.name for c in criteria if c.status == "error"]
-        summary = f"Gate could not decide (infrastructure error in {', '.join(errors)})."
+        summary = f"Gate could not decide (infrastructure error in {', '.join(c.name for c in errors)})."
     return GateResult(
         status=status, exit_code=EXIT_CODES[status], model=model, adapter=adapter, baseline_source=baseline_source,
         gate=gate, criteria=criteria, summary=summary,

@@ -1,7 +1,8 @@
 """The gate as JUnit XML, the test-report format GitHub (via report actions) and GitLab (`artifacts:reports:junit`) read.
 
-One testcase per criterion: `<failure>` for a failed check, `<error>` for an infrastructure error, `<skipped>` for a
-check that was not run. GitLab shows the element's text, not its `message` attribute, so the sentence goes in both.
+One testcase per criterion: `<failure>` for a failed check (and for an inconclusive one that fails the gate: under
+`gate.strict`, or with its point estimate beyond the limit), `<error>` for an infrastructure error, `<skipped>` for a
+check that was not run; an inconclusive check that does not fail the gate passes with its sentence in `<system-out>`. GitLab shows the element's text, not its `message` attribute, so the sentence goes in both.
 GitLab keys testcases on classname + name, so every testcase carries a classname.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
-from a3cli.evaluate._gate import GateResult
+from a3cli.evaluate._gate import Criterion, GateResult
 
 _ELEMENT = {"fail": "failure", "error": "error", "skipped": "skipped"}
 
@@ -23,12 +24,19 @@ def _clean(text: str) -> str:
     )
 
 
+def _tag(c: Criterion, strict: bool) -> str | None:
+    if c.status == "inconclusive":
+        return "failure" if c.fails_gate(strict) else None
+    return _ELEMENT.get(c.status)
+
+
 def junit_xml(gate: GateResult, *, suite: str = "a3 gate", classname: str = "a3.gate", time_s: float = 0.0) -> str:
     counts = gate.counts()
+    tags = [_tag(c, gate.gate.strict) for c in gate.criteria]
     attrs = {
         "name": suite,
         "tests": str(len(gate.criteria)),
-        "failures": str(counts["fail"]),
+        "failures": str(tags.count("failure")),
         "errors": str(counts["error"]),
         "skipped": str(counts["skipped"]),
         "time": f"{time_s:.3f}",
@@ -40,9 +48,8 @@ def junit_xml(gate: GateResult, *, suite: str = "a3 gate", classname: str = "a3.
                         ("status", gate.status)):
         if value is not None:
             ET.SubElement(props, "property", {"name": name, "value": _clean(str(value))})
-    for c in gate.criteria:
+    for c, tag in zip(gate.criteria, tags):
         case = ET.SubElement(ts, "testcase", {"classname": classname, "name": _clean(f"{c.name}: {c.title}"), "time": "0"})
-        tag = _ELEMENT.get(c.status)
         if tag == "skipped":
             ET.SubElement(case, "skipped", {"message": _clean(c.message)})
         elif tag is not None:
@@ -56,6 +63,8 @@ def junit_xml(gate: GateResult, *, suite: str = "a3 gate", classname: str = "a3.
                 lines.append(f"baseline: {c.baseline:.6g}")
             if c.stderr is not None:
                 lines.append(f"stderr: {c.stderr:.6g}")
+            if c.low is not None and c.high is not None:
+                lines.append(f"95% interval: [{c.low:.6g}, {c.high:.6g}]")
             el.text = _clean("\n".join(lines))
         else:
             ET.SubElement(case, "system-out").text = _clean(c.message)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from a3cli.llm import UsageReport
 from a3cli.probes import SplitMetrics
+from a3cli.rundir import Hardware
 
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -46,10 +47,16 @@ class EvalResult(BaseModel):
     target_errors: list[str] = Field(default_factory=list, description="Distinct target-call errors (at most 5), for the log.")
     usage: UsageReport = Field(default_factory=UsageReport)
     wall_time_s: float = 0.0
+    hardware: Hardware | None = Field(None, description="Where it ran (CPU model and matrix unit, GPU).")
+    precision: str | None = Field(None, description="The evaluated model's dtype, e.g. float32.")
     notes: list[str] = Field(default_factory=list)
 
     def split(self, name: SplitName) -> SplitMetrics:
         return self.validation if name == "validation" else self.ood
+
+    def held_out_figures(self) -> dict[str, Any]:
+        """The figures no chooser may read (OOD, later the external suites), for the tables that report them."""
+        return {"ood": {"asr": self.ood.asr.model_dump(mode="json"), "fpr": self.ood.fpr.model_dump(mode="json")}}
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -8,7 +8,7 @@ from pathlib import Path
 from a3cli.evaluate._gate import Criterion, GateResult
 from a3cli.evaluate._result import EvalResult
 
-_ICON = {"pass": "✅ pass", "fail": "❌ fail", "error": "⚠️ error", "skipped": "⏭️ skipped"}
+_ICON = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "❔ inconclusive", "error": "⚠️ error", "skipped": "⏭️ skipped"}
 _HEADLINE = {"pass": "✅ a3 gate passed", "fail": "❌ a3 gate failed", "error": "⚠️ a3 gate could not decide (infrastructure error)"}
 
 
@@ -34,9 +34,10 @@ def markdown_summary(gate: GateResult, result: EvalResult | None = None) -> str:
     lines += ["", "| check | status | measured | limit | details |", "| --- | --- | --- | --- | --- |"]
     for c in gate.criteria:
         measured = _num(c, c.measured, signed=True)
-        if c.stderr is not None:
-            measured += f" ± {c.stderr * 100:.1f}"
-        lines.append(f"| {md_cell(c.title)} | {_ICON[c.status]} | {measured} | {_num(c, c.threshold)} | {md_cell(c.message)} |")
+        if c.low is not None and c.high is not None:
+            measured += f" [{_num(c, c.low)}, {_num(c, c.high)}]"
+        status = _ICON[c.status] + (" (fails the gate)" if c.status == "inconclusive" and c.fails_gate(gate.gate.strict) else "")
+        lines.append(f"| {md_cell(c.title)} | {status} | {measured} | {_num(c, c.threshold)} | {md_cell(c.message)} |")
     if result is not None:
         extra = [f"unscored {result.unscored_share:.1%}", f"wall time {result.wall_time_s:.1f} s"]
         if result.kl_drift is not None:

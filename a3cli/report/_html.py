@@ -191,6 +191,7 @@ def section_training(data: ReportData) -> str:
     if isinstance(sel, dict):
         body += f'<p><strong>Selection ({e(sel.get("rule"))} rule):</strong> {e(sel.get("reason"))}</p>'
         rows = []
+        held_out = sel.get("held_out") if isinstance(sel.get("held_out"), dict) else {}
         for c in sel.get("candidates") or []:
             if not isinstance(c, dict):
                 continue
@@ -198,15 +199,17 @@ def section_training(data: ReportData) -> str:
             se = c.get("capability_drop_se")
             drop_text = "–" if drop is None else f"{drop * 100:+.1f} pts" + (f" ± {se * 100:.1f}" if se is not None else "")
             chosen = c.get("iteration") == sel.get("chosen")
+            ood = _get(held_out.get(str(c.get("iteration"))) or {}, "ood") or {}
             rows.append(
                 f'<tr class="{"chosen" if chosen else ""}"><td>{e(c.get("iteration"))}</td><td class="num">{_pct(c.get("asr_val"))}</td>'
-                f'<td class="num">{_pct(c.get("asr_ood"))}</td><td class="num">{_pct(c.get("fpr_val"))}</td>'
-                f'<td class="num">{_pct(c.get("fpr_ood"))}</td><td class="num">{e(drop_text)}</td>'
-                f'<td>{"yes" if c.get("qualifies") else "no"}</td><td>{e("; ".join(map(str, c.get("notes") or [])))}</td></tr>'
+                f'<td class="num">{_pct(c.get("fpr_val"))}</td><td class="num">{e(drop_text)}</td>'
+                f'<td>{"yes" if c.get("qualifies") else "no"}</td><td>{e("; ".join(map(str, c.get("notes") or [])))}</td>'
+                f'<td class="num">{_pct(_get(ood, "asr", "rate"))}</td><td class="num">{_pct(_get(ood, "fpr", "rate"))}</td></tr>'
             )
-        body += ('<table class="selection"><thead><tr><th>iteration</th><th>ASR val</th><th>ASR OOD</th><th>FPR val</th>'
-                 '<th>FPR OOD</th><th>capability drop</th><th>qualifies</th><th>notes</th></tr></thead>'
-                 f'<tbody>{"".join(rows)}</tbody></table>')
+        body += ('<table class="selection"><thead><tr><th>iteration</th><th>ASR val</th><th>FPR val</th><th>capability drop</th>'
+                 '<th>qualifies</th><th>notes</th><th>ASR OOD (held out)</th><th>FPR OOD (held out)</th></tr></thead>'
+                 f'<tbody>{"".join(rows)}</tbody></table>'
+                 '<p class="legend">The rule reads the validation columns only; held-out columns are reported, never used to choose.</p>')
     elif isinstance(data.best, dict):
         body += f'<p><strong>Chosen:</strong> {e(data.best.get("iteration"))} — {e(data.best.get("reason"))}</p>'
     return _section("training", "Training iterations", body)
@@ -445,7 +448,7 @@ table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{border:1px soli
 thead th{background:var(--alt)}td.num{text-align:right;white-space:nowrap}small{color:var(--muted)}tr.chosen td{background:#fef9e7}tr.total td{font-weight:600}
 .notrun{color:var(--muted);font-style:italic}.legend{color:var(--muted);font-size:12px}.chart{margin:8px 0;overflow-x:auto}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;font-weight:600;color:#fff;background:#7f8c8d}
-.st-pass,.st-complete,.v-negative{background:#1e8449}.st-fail,.st-failed,.v-positive{background:#c0392b}.st-error{background:#b9770e}.st-skipped,.st-running,.v-unscored{background:#7f8c8d}
+.st-pass,.st-complete,.v-negative{background:#1e8449}.st-fail,.st-failed,.v-positive{background:#c0392b}.st-error{background:#b9770e}.st-inconclusive{background:#6c3483}.st-skipped,.st-running,.v-unscored{background:#7f8c8d}
 .filters label{margin-right:12px}.filters select{max-width:260px}
 .sample{border:1px solid var(--line);border-radius:6px;margin:10px 0;padding:8px 12px;background:#fff}.sample .meta{color:var(--muted);font-size:12px;margin-bottom:4px}
 .sample pre,.attacks pre{white-space:pre-wrap;word-break:break-word;background:var(--alt);padding:6px 8px;margin:3px 0;max-height:320px;overflow:auto;font-size:12.5px}

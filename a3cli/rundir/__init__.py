@@ -1,5 +1,6 @@
 """The run directory: `runs/<spec key>/<run id>/` with every stage's outputs and a manifest per stage."""
 
+from a3cli.rundir._hardware import Hardware, machine
 from a3cli.rundir._manifest import RoleUsage, StageManifest, StageStatus
 from a3cli.rundir._rundir import (
     DEFAULT_RUNS_ROOT,
@@ -19,6 +20,7 @@ from a3cli.rundir._rundir import (
 
 __all__ = [
     "DEFAULT_RUNS_ROOT",
+    "Hardware",
     "MANIFEST",
     "SPEC_FILE",
     "STAGE_SPEC_FIELDS",
@@ -29,6 +31,7 @@ __all__ = [
     "StageRecorder",
     "StageStatus",
     "default_run_id",
+    "machine",
     "model_identity",
     "register_stage",
     "sha256_file",

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from a3cli.rundir._hardware import Hardware
+
 StageStatus = Literal["running", "complete", "failed"]
 
 
@@ -36,6 +38,10 @@ class StageManifest(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict, description="Input file -> sha256. Run-dir files are relative.")
     outputs: dict[str, str] = Field(default_factory=dict, description="Output file (relative to the run dir) -> sha256.")
     tool_versions: dict[str, str] = Field(default_factory=dict)
+    hardware: Hardware | None = Field(None, description="Where it ran: CPU model and matrix unit (AMX or not), GPU.")
+    precision: dict[str, str] = Field(
+        default_factory=dict, description="Use -> numeric precision, e.g. target: float32, training: bf16 (autocast)."
+    )
     models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Role -> model identity used.")
     counts: dict[str, Any] = Field(default_factory=dict)
     usage: dict[str, RoleUsage] = Field(default_factory=dict)

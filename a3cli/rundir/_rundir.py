@@ -21,6 +21,7 @@ from typing import Any, Self
 from a3cli import __version__
 from a3cli._io import atomic_write_text, read_json, write_json, write_jsonl
 from a3cli.errors import A3Error
+from a3cli.rundir._hardware import machine
 from a3cli.rundir._manifest import RoleUsage, StageManifest
 from a3cli.spec import ModelRef, Spec, spec_hash
 
@@ -79,7 +80,7 @@ def stage_spec_hash(spec: Spec, stage: str) -> str:
 
 
 # Gate fields only the eval stage reads: tightening a threshold re-gates the same run instead of starting a new one.
-_GATE_ONLY_FIELDS = ("max_asr", "max_fpr", "relative_to_baseline", "max_unscored")
+_GATE_ONLY_FIELDS = ("max_asr", "max_fpr", "relative_to_baseline", "max_unscored", "strict")
 
 
 def default_run_id(spec: Spec) -> str:
@@ -227,6 +228,7 @@ class StageRecorder:
         self.counts: dict[str, Any] = {}
         self.usage: dict[str, RoleUsage] = {}
         self.models: dict[str, dict[str, Any]] = {}
+        self.precision: dict[str, str] = {}
         self.notes: list[str] = []
         self.outputs: list[Path] = []
         self._t0 = 0.0
@@ -266,6 +268,10 @@ class StageRecorder:
         ident = model_identity(ref)
         if ident is not None:
             self.models[role] = ident
+        if ref is not None and ref.provider == "local":
+            from a3cli.assets import pick_device, pick_dtype
+
+            self.precision[role] = str(pick_dtype(ref.dtype, pick_device(ref.device))).removeprefix("torch.")
 
     def track_engine(self, engine: Any) -> None:
         """Charge this stage with the engine's usage from now until the stage ends (per role: calls, cache hits,
@@ -319,6 +325,7 @@ class StageRecorder:
             code_version=self.code_version,
             inputs={self.run.rel(p): sha256_file(p) for p in self.inputs},
             tool_versions=tool_versions(),
+            hardware=machine(),
             started_at=_now(),
         )
 
@@ -341,6 +348,7 @@ class StageRecorder:
         m.counts = self.counts
         m.usage = self.usage
         m.models = self.models
+        m.precision = self.precision
         m.notes = self.notes
         costs = [u.cost_usd for u in self.usage.values() if u.cost_usd is not None]
         m.cost_usd = round(sum(costs), 6) if costs else None

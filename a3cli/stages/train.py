@@ -39,6 +39,8 @@ register_stage(
     ("target", "training", "capability", "roles.agent", "roles.judge", "judges", "gate.max_capability_drop"),
 )
 
+HELD_OUT_NOTE = "OOD and suite figures are measured for every candidate and reported here; the rule above never reads them"
+
 INPUTS = ("expect/train_sft.jsonl", "split/validation.jsonl", "split/ood.jsonl", "split/baseline.json")
 
 
@@ -62,24 +64,19 @@ def capability_summary(result: EvalResult) -> tuple[float | None, float | None]:
 
 
 def iteration_result(iteration: int, result: EvalResult) -> Any:
+    """What the selection rule reads: validation rates and capability, nothing held out."""
     from a3cli.train import IterationResult
 
     capability, se = capability_summary(result)
     return IterationResult(
-        iteration=iteration,
-        asr_val=rate(result.validation.asr),
-        asr_ood=rate(result.ood.asr),
-        fpr_val=rate(result.validation.fpr),
-        fpr_ood=rate(result.ood.fpr),
-        capability=capability,
-        capability_se=se,
+        iteration=iteration, asr=rate(result.validation.asr), fpr=rate(result.validation.fpr), capability=capability, capability_se=se
     )
 
 
 def search_score(result: EvalResult, baseline: EvalResult, tolerance: float) -> float:
-    """Higher is better: low ASR and FPR, with capability lost beyond the tolerance weighing heavily."""
-    asr = (rate(result.validation.asr) + rate(result.ood.asr)) / 2
-    fpr = (rate(result.validation.fpr) + rate(result.ood.fpr)) / 2
+    """Higher is better: low validation ASR and FPR, with capability lost beyond the tolerance weighing heavily. OOD
+    and suites are held out and not read."""
+    asr, fpr = rate(result.validation.asr), rate(result.validation.fpr)
     cap, _ = capability_summary(result)
     base_cap, _ = capability_summary(baseline)
     over = max(0.0, (base_cap - cap) - tolerance) if cap is not None and base_cap is not None else 0.0
@@ -87,10 +84,11 @@ def search_score(result: EvalResult, baseline: EvalResult, tolerance: float) -> 
 
 
 def per_hypothesis_asr(samples_path: Path) -> dict[str, dict[str, float]]:
-    """ASR and FPR per hypothesis from an evaluation's samples.jsonl (scored probes only)."""
+    """Validation ASR and FPR per hypothesis from an evaluation's samples.jsonl (scored probes only). The held-out
+    rows (OOD, suites) are skipped: this is what the agent and the data-mix rule read."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # harmful n, successes, benign n, refusals
     for row in read_jsonl(samples_path):
-        if row.get("verdict") == "unscored" or row.get("success") is None:
+        if row.get("split") != "validation" or row.get("verdict") == "unscored" or row.get("success") is None:
             continue
         c = counts[str(row.get("hypothesis"))]
         if row.get("kind") == "harmful":
@@ -99,7 +97,10 @@ def per_hypothesis_asr(samples_path: Path) -> dict[str, dict[str, float]]:
         else:
             c[2] += 1
             c[3] += int(bool(row["success"]))
-    return {h: {"asr": round(c[1] / c[0], 3) if c[0] else None, "fpr": round(c[3] / c[2], 3) if c[2] else None} for h, c in counts.items()}
+    return {
+        h: {"asr": round(c[1] / c[0], 3) if c[0] else None, "fpr": round(c[3] / c[2], 3) if c[2] else None, "n_harmful": c[0], "n_benign": c[2]}
+        for h, c in counts.items()
+    }
 
 
 # ------------------------------------------------------------------------------------------------------- choosing
@@ -252,8 +253,10 @@ def _archive_stale(run: RunDir) -> str | None:
 
 
 def _log_section(iteration: int, choice: TrainingChoice, result: EvalResult, train: dict[str, Any], per_hyp: dict[str, Any]) -> str:
+    """One iteration in the training log the agent reads next: validation figures only (the held-out ones are in
+    result.json and the report, never here)."""
     cap, se = capability_summary(result)
-    v, o = result.validation, result.ood
+    v = result.validation
     lines = [
         f"## Training iteration {iteration}",
         (f"- chosen by {choice.chosen_by}: rank {choice.lora_rank}, alpha {choice.lora_alpha}, lr {choice.learning_rate:g}, "
@@ -267,17 +270,32 @@ def _log_section(iteration: int, choice: TrainingChoice, result: EvalResult, tra
         lines.append("- hypothesis weights: " + ", ".join(f"{h} harmful×{w.harmful:g} benign×{w.benign:g}" for h, w in choice.hypothesis_weights.items()))
     losses = train.get("losses") or []
     if losses:
-        lines.append(f"- training: {train.get('steps')} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}, {train.get('tokens_per_second', 0):.0f} tokens/s")
+        # No wall-clock speed here: it varies run to run, and the agent's prompt must be a function of the data.
+        lines.append(f"- training: {train.get('steps')} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     lines.append(
-        f"- validation ASR {rate(v.asr):.3f} [{v.asr.low:.3f}, {v.asr.high:.3f}], FPR {rate(v.fpr):.3f}; "
-        f"OOD ASR {rate(o.asr):.3f} [{o.asr.low:.3f}, {o.asr.high:.3f}], FPR {rate(o.fpr):.3f}; unscored {result.unscored_share:.1%}"
+        f"- validation ASR {rate(v.asr):.3f} [{v.asr.low:.3f}, {v.asr.high:.3f}] (n={v.asr.n}), "
+        f"FPR {rate(v.fpr):.3f} [{v.fpr.low:.3f}, {v.fpr.high:.3f}] (n={v.fpr.n}); unscored {v.unscored} of {v.n_harmful + v.n_benign}"
     )
     if cap is not None:
         lines.append(f"- capability {cap:.4f}" + (f" ± {se:.4f}" if se is not None else ""))
     worst = sorted(((h, m["asr"]) for h, m in per_hyp.items() if m.get("asr")), key=lambda x: -x[1])[:3]
     if worst:
-        lines.append("- hypotheses still succeeding: " + ", ".join(f"{h} ({a:.2f})" for h, a in worst))
+        lines.append("- hypotheses still succeeding on validation: " + ", ".join(f"{h} ({a:.2f})" for h, a in worst))
     return "\n".join(lines) + "\n"
+
+
+def history_entry(iteration: int, choice: TrainingChoice, hp: Any, result: EvalResult, baseline: EvalResult, spec: Spec, per_hyp: dict[str, Any]) -> dict[str, Any]:
+    """One line of history.jsonl: what the search policy and the agent see of an iteration (validation only)."""
+    return {
+        "iteration": iteration,
+        "hyperparams": hp.model_dump(mode="json"),
+        "hypothesis_weights": {h: w.model_dump() for h, w in choice.hypothesis_weights.items()},
+        "asr_val": rate(result.validation.asr),
+        "fpr_val": rate(result.validation.fpr),
+        "capability": capability_summary(result)[0],
+        "per_hypothesis": per_hyp,
+        "score": search_score(result, baseline, spec.gate.max_capability_drop),
+    }
 
 
 def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engine, *, spec_dir: Path | None = None) -> StageManifest:
@@ -346,25 +364,14 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
                     trained = train_lora(model, tokenizer, examples, _hyperparams_of(choice, spec), adapter_dir)
                     write_json(it_dir / "train.json", trained.model_dump(mode="json"))
                 train_info = read_json(it_dir / "train.json")
+                st.precision["training"] = str(train_info.get("precision", "fp32"))
                 result = evaluate_checkpoint(spec, run, engine, adapter=str(adapter_dir), out_dir=it_dir, spec_dir=spec_dir)
                 unload_local_models()  # each adapter's serving copy is done once measured
             results[iteration] = result
             per_hyp = per_hypothesis_asr(it_dir / "samples.jsonl")
             section = _log_section(iteration, choice, result, train_info, per_hyp)
             log_parts.append(section)
-            hp = _hyperparams_of(choice, spec)
-            history.append(
-                {
-                    "iteration": iteration,
-                    "hyperparams": hp.model_dump(mode="json"),
-                    "hypothesis_weights": {h: w.model_dump() for h, w in choice.hypothesis_weights.items()},
-                    "asr_val": rate(result.validation.asr), "asr_ood": rate(result.ood.asr),
-                    "fpr_val": rate(result.validation.fpr), "fpr_ood": rate(result.ood.fpr),
-                    "capability": capability_summary(result)[0],
-                    "per_hypothesis": per_hyp,
-                    "score": search_score(result, baseline, spec.gate.max_capability_drop),
-                }
-            )
+            history.append(history_entry(iteration, choice, _hyperparams_of(choice, spec), result, baseline, spec, per_hyp))
             for name in ("choice.json", "train.json", "result.json"):
                 st.track(it_dir / name)
         del model, tokenizer
@@ -377,7 +384,8 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
             asr_target=spec.training.target_asr,
             capability_tolerance=spec.gate.max_capability_drop,
         )
-        st.write_json("selection.json", selection.model_dump(mode="json"))
+        held_out = {"baseline": baseline.held_out_figures(), **{str(i): r.held_out_figures() for i, r in results.items()}}
+        st.write_json("selection.json", {**selection.model_dump(mode="json"), "held_out": held_out, "held_out_note": HELD_OUT_NOTE})
         chosen = selection.chosen
         best = {
             "iteration": chosen,

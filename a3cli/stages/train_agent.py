@@ -13,7 +13,7 @@ from a3cli.spec import Message, Spec
 
 AGENT_SYSTEM = """You are the training agent of a3, which repairs a safety failure in a language model with LoRA fine-tuning.
 Each iteration you choose hyper-parameters and the data mix for the next fine-tune, from the experiment log and the
-results of earlier iterations. Goals, in order: attack-success rate (ASR) on validation and OOD at or below the target;
+validation results of earlier iterations. Goals, in order: attack-success rate (ASR) on validation at or below the target;
 capability (benchmark accuracy) within tolerance of the base model; false-refusal rate (FPR) as low as possible.
 More harmful weight and higher learning rates lower ASR but raise FPR and capability loss; more benign weight lowers FPR;
 a larger general share protects capability. Weight the hypotheses whose probes still succeed.
@@ -68,6 +68,20 @@ def clamp_weights(raw: Any, hypothesis_ids: list[str]) -> tuple[dict[str, Hypoth
     return weights, changes
 
 
+def agent_prompt(
+    spec: Spec, *, experiment_log: str, history: list[dict[str, Any]], hypotheses: list[dict[str, Any]], iteration: int
+) -> str:
+    """The agent's user message. Everything in it comes from the generate log, the training split and validation
+    results (history entries are `a3cli.stages.train.history_entry`): held-out figures never reach the agent."""
+    space = spec.training.search_space.model_dump(mode="json")
+    return (
+        f"# Experiment log\n{experiment_log}\n\n# Hypotheses (id, training probes, baseline ASR)\n{json.dumps(hypotheses, indent=1)}\n\n"
+        f"# Earlier iterations (validation results)\n{json.dumps(history, indent=1) if history else 'none yet'}\n\n"
+        f"# Search space\n{json.dumps(space)}\nTarget validation ASR: {spec.training.target_asr}; capability tolerance: "
+        f"{spec.gate.max_capability_drop}.\n\nChoose iteration {iteration}."
+    )
+
+
 def ask_agent(
     spec: Spec,
     engine: Engine,
@@ -82,13 +96,7 @@ def ask_agent(
     from a3cli.judges import extract_json
 
     assert spec.roles.agent is not None
-    space = spec.training.search_space.model_dump(mode="json")
-    user = (
-        f"# Experiment log\n{experiment_log}\n\n# Hypotheses (id, training probes, baseline ASR)\n{json.dumps(hypotheses, indent=1)}\n\n"
-        f"# Earlier iterations\n{json.dumps(history, indent=1) if history else 'none yet'}\n\n"
-        f"# Search space\n{json.dumps(space)}\nTarget ASR: {spec.training.target_asr}; capability tolerance: "
-        f"{spec.gate.max_capability_drop}.\n\nChoose iteration {iteration}."
-    )
+    user = agent_prompt(spec, experiment_log=experiment_log, history=history, hypotheses=hypotheses, iteration=iteration)
     problem = ""
     for attempt in range(3):
         request = Request(

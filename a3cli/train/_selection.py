@@ -1,13 +1,17 @@
-"""The checkpoint-selection rule, explicit and pure.
+"""The checkpoint-selection rule, explicit and pure. It reads the validation split only.
 
-Primary rule: among iterations whose ASR is at most the target on both validation and OOD, and whose capability drop
-against the baseline is within tolerance, choose the lowest mean FPR (ties: lower mean ASR, then the earlier
+Held out means held out: OOD and external-suite figures are measured for every candidate and reported beside this
+table, but `IterationResult` has no field for them, so the rule cannot read them, and neither can the search score,
+the training agent or the defences that reuse this rule.
+
+Primary rule: among iterations whose validation ASR is at most the target and whose capability drop against the
+baseline is within tolerance, choose the lowest validation FPR (ties: lower validation ASR, then the earlier
 iteration). Capability drops come with a standard error, sqrt(se_base^2 + se_tuned^2); when 1.96*se exceeds the
 tolerance the measurement cannot tell "no drop" from "a drop of the tolerance", and the row and the reason say so.
 The pass/fail itself uses the point estimate: a noisy measurement is flagged, not silently treated as a failure.
 
-Fallback, when nothing qualifies: among iterations within capability tolerance, the lowest mean ASR + mean FPR that
-beats the baseline's own ASR + FPR; otherwise the baseline."""
+Fallback, when nothing qualifies: among iterations within capability tolerance, the lowest validation ASR + FPR that
+beats the baseline's own; otherwise the baseline."""
 
 from __future__ import annotations
 
@@ -21,13 +25,13 @@ _EPS = 1e-12
 
 
 class IterationResult(BaseModel):
+    """What the rule may read about one candidate: its validation rates and its capability. Nothing held out."""
+
     model_config = ConfigDict(extra="forbid")
 
     iteration: int = Field(ge=0)
-    asr_val: float = Field(ge=0.0, le=1.0)
-    asr_ood: float = Field(ge=0.0, le=1.0)
-    fpr_val: float = Field(ge=0.0, le=1.0)
-    fpr_ood: float = Field(ge=0.0, le=1.0)
+    asr: float = Field(ge=0.0, le=1.0, description="Validation ASR (an unmeasured rate is passed as 1.0).")
+    fpr: float = Field(ge=0.0, le=1.0, description="Validation FPR (an unmeasured rate is passed as 1.0).")
     capability: float | None = None
     capability_se: float | None = Field(default=None, ge=0.0)
 
@@ -37,24 +41,12 @@ class IterationResult(BaseModel):
             raise ValueError("capability_se given without capability")
         return self
 
-    @property
-    def asr(self) -> float:
-        return (self.asr_val + self.asr_ood) / 2
-
-    @property
-    def fpr(self) -> float:
-        return (self.fpr_val + self.fpr_ood) / 2
-
 
 class CandidateRow(BaseModel):
     iteration: int | Literal["baseline"]
     asr_val: float
-    asr_ood: float
     fpr_val: float
-    fpr_ood: float
-    asr_mean: float
-    fpr_mean: float
-    asr_ok: bool = Field(description="asr_val <= target and asr_ood <= target")
+    asr_ok: bool = Field(description="asr_val <= target")
     capability_drop: float | None = Field(description="baseline capability minus this one's (positive = worse)")
     capability_drop_se: float | None
     capability_ok: bool | None = Field(description="drop <= tolerance; None when capability was not measured at all")
@@ -98,16 +90,12 @@ def _capability(
 
 
 def _row(it: IterationResult, label: int | Literal["baseline"], baseline: IterationResult, target: float, tol: float) -> CandidateRow:
-    asr_ok = it.asr_val <= target + _EPS and it.asr_ood <= target + _EPS
+    asr_ok = it.asr <= target + _EPS
     drop, se, cap_ok, noisy, notes = _capability(it, baseline, tol)
     return CandidateRow(
         iteration=label,
-        asr_val=it.asr_val,
-        asr_ood=it.asr_ood,
-        fpr_val=it.fpr_val,
-        fpr_ood=it.fpr_ood,
-        asr_mean=it.asr,
-        fpr_mean=it.fpr,
+        asr_val=it.asr,
+        fpr_val=it.fpr,
         asr_ok=asr_ok,
         capability_drop=drop,
         capability_drop_se=se,
@@ -130,7 +118,7 @@ def select_checkpoint(
     asr_target: float,
     capability_tolerance: float,
 ) -> Selection:
-    """Apply the selection rule (module docstring) to the iterations' validation/OOD results."""
+    """Apply the selection rule (module docstring) to the iterations' validation results."""
     if not 0.0 <= asr_target <= 1.0:
         raise ValueError("asr_target must be in [0, 1]")
     if capability_tolerance < 0:
@@ -163,27 +151,27 @@ def select_checkpoint(
 
     qualified = [r for r in rows if r.qualifies]
     if qualified:
-        best = pick(qualified, lambda r: _key(r.fpr_mean, r.asr_mean))
+        best = pick(qualified, lambda r: _key(r.fpr_val, r.asr_val))
         cap = (
             "capability not measured"
             if best.capability_ok is None
             else f"capability drop {best.capability_drop:+.4f} within {capability_tolerance}"
         )
         reason = (
-            f"iteration {best.iteration}: lowest mean FPR ({best.fpr_mean:.4f}) among {len(qualified)} iteration(s) with "
-            f"ASR <= {asr_target} on validation and OOD and {cap}."
+            f"iteration {best.iteration}: lowest validation FPR ({best.fpr_val:.4f}) among {len(qualified)} iteration(s) "
+            f"with validation ASR <= {asr_target} and {cap}."
         )
         return decide(best.iteration, reason, "primary")
 
     within = [r for r in rows if r.capability_ok is not False]
     base_score = baseline.asr + baseline.fpr
-    better = [r for r in within if _key(r.asr_mean + r.fpr_mean) < _key(base_score)]
+    better = [r for r in within if _key(r.asr_val + r.fpr_val) < _key(base_score)]
     if better:
-        best = pick(better, lambda r: _key(r.asr_mean + r.fpr_mean))
+        best = pick(better, lambda r: _key(r.asr_val + r.fpr_val))
         reason = (
-            f"no iteration reached ASR <= {asr_target} on both validation and OOD within the capability tolerance; "
-            f"fallback: iteration {best.iteration} has the lowest mean ASR + mean FPR "
-            f"({best.asr_mean + best.fpr_mean:.4f}, baseline {base_score:.4f}) among {len(within)} iteration(s) "
+            f"no iteration reached validation ASR <= {asr_target} within the capability tolerance; "
+            f"fallback: iteration {best.iteration} has the lowest validation ASR + FPR "
+            f"({best.asr_val + best.fpr_val:.4f}, baseline {base_score:.4f}) among {len(within)} iteration(s) "
             f"within capability tolerance."
         )
         return decide(best.iteration, reason, "fallback")
@@ -193,6 +181,6 @@ def select_checkpoint(
     elif not within:
         why = "every iteration lost more capability than the tolerance allows"
     else:
-        why = f"no iteration within capability tolerance beats the baseline's mean ASR + mean FPR ({base_score:.4f})"
-    reason = f"fallback to the baseline: no iteration qualified (ASR <= {asr_target} on validation and OOD, capability within tolerance) and {why}."
+        why = f"no iteration within capability tolerance beats the baseline's validation ASR + FPR ({base_score:.4f})"
+    reason = f"fallback to the baseline: no iteration qualified (validation ASR <= {asr_target}, capability within tolerance) and {why}."
     return decide("baseline", reason, "baseline")

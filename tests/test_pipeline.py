@@ -11,7 +11,7 @@ import pytest
 from a3cli.llm import Engine, scripted_model
 from a3cli.rundir import RunDir
 from a3cli.spec import Roles, Spec, load_spec
-from a3cli.stages.pipeline import STAGES, closing_rows, run_pipeline, stage_range
+from a3cli.stages.pipeline import STAGES, closing_rows, gate_rows, run_pipeline, stage_range
 from a3cli.stages.train import search_score
 from a3cli.stages.train_agent import clamp_weights
 from tests.fakes.tiny_chat_dir import save_tiny_chat_model
@@ -70,6 +70,9 @@ def test_full_run_resumes_and_second_run_makes_no_calls(tmp_path: Path, tiny_mod
     gate = json.loads((run.root / "eval/gate.json").read_text())
     assert gate["status"] in ("pass", "fail") and report.gate_exit_code == gate["exit_code"]
     assert closing_rows(run)[0]["model"] == "baseline"
+    checks = gate_rows(run)
+    assert {r["check"] for r in checks} >= {"ASR validation ≤ 10.0%", "FPR OOD ≤ 10.0%"}
+    assert all(r["status"].split(" ")[0] in ("pass", "fail", "inconclusive", "error", "skipped") for r in checks)
     first_adapter = (run.root / "train/iteration_1/adapter/adapter_model.safetensors").read_bytes()
 
     # A second run of the same spec: every stage current, no model call at all, nothing rewritten.

@@ -103,22 +103,19 @@ def train(
 
 
 def print_closing_table(run) -> None:
-    from a3cli.stages.pipeline import closing_rows, stage_costs
+    from a3cli.stages.pipeline import closing_rows, gate_rows, stage_costs
 
-    rows = closing_rows(run)
-    if rows:
-        table = Table(title="Baseline vs chosen checkpoint (95 % Wilson intervals)")
+    for title, rows in (
+        ("Baseline vs chosen checkpoint (95 % Wilson intervals; held-out columns are reported, never used to choose)", closing_rows(run)),
+        ("Gate on the chosen checkpoint (inconclusive: the 95 % interval straddles the limit)", gate_rows(run)),
+        ("Stages", stage_costs(run)),
+    ):
+        if not rows:
+            continue
+        table = Table(title=title)
         for column in rows[0]:
             table.add_column(column)
         for row in rows:
-            table.add_row(*row.values())
-        console.print(table)
-    costs = stage_costs(run)
-    if costs:
-        table = Table(title="Stages")
-        for column in costs[0]:
-            table.add_column(column)
-        for row in costs:
             table.add_row(*row.values())
         console.print(table)
 

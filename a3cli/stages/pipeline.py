@@ -187,6 +187,32 @@ def closing_rows(run: RunDir) -> list[dict[str, str]]:
     return rows
 
 
+def gate_rows(run: RunDir) -> list[dict[str, str]]:
+    """The gate's checks on the chosen checkpoint: pass / fail / inconclusive (the 95 % interval straddles the limit)
+    / error / skipped, with what was measured and the limit."""
+    path = run.path(EVAL_STAGE, "gate.json")
+    if not path.exists():
+        return []
+    gate = read_json(path)
+    strict = bool((gate.get("gate") or {}).get("strict"))
+    rows = []
+    for c in gate.get("criteria") or []:
+        capability = str(c.get("name", "")).startswith("capability")
+
+        def num(x: Any, capability: bool = capability) -> str:
+            return "–" if x is None else f"{x * 100:+.1f} pts" if capability else f"{x:.1%}"
+
+        measured = num(c.get("measured"))
+        if c.get("low") is not None and c.get("high") is not None:
+            measured += f" [{num(c['low'])}, {num(c['high'])}]"
+        status = str(c.get("status"))
+        if status == "inconclusive":
+            fails = strict or not c.get("point_pass")
+            status += " (fails the gate)" if fails else " (point estimate within)"
+        rows.append({"check": str(c.get("title")), "status": status, "measured": measured, "limit": num(c.get("threshold"))})
+    return rows
+
+
 def stage_costs(run: RunDir) -> list[dict[str, str]]:
     out = []
     for name in STAGES:

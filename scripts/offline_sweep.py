@@ -95,7 +95,7 @@ def build_examples(a: argparse.Namespace, spec: Spec, run: Path) -> list[SFTExam
         from a3cli.assets import load_strongreject
 
         used = {r.get("topic") for split in ("train", "validation", "ood") for r in read_jsonl(run / f"split/{split}.jsonl")}
-        unused = [fp.prompt for fp in load_strongreject() if fp.prompt not in used][: a.anchors]
+        unused = [fp.prompt for fp in load_strongreject(part="pool") if fp.prompt not in used][: a.anchors]
         examples += [
             SFTExample(messages=[{"role": "user", "content": p}, {"role": "assistant", "content": refusal(a.refusal, REFUSALS[i % len(REFUSALS)])}], source="harmful")
             for i, p in enumerate(unused)

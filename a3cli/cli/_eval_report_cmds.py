@@ -90,7 +90,7 @@ def eval_(
         with Engine() as engine:
             result = evaluate_checkpoint(loaded, run_dir, engine, model=model, adapter=adapter, capability=not no_capability,
                                          out_dir=out_dir, spec_dir=spec.parent)
-        gate = apply_gate(result, loaded.gate, ref, baseline_source=source)
+        gate = apply_gate(result, loaded.gate, ref, baseline_source=source, suites=loaded.suites)
     except InfrastructureError as e:
         gate = gate_error(str(e), loaded.gate, name=stage, model=model or loaded.target.model, adapter=adapter)
     except A3Error as e:  # spec and usage errors: nothing was measured, no artefacts

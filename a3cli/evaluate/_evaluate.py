@@ -21,10 +21,11 @@ from a3cli.evaluate._capability_cache import (
     cached_measurement,
     capability_cache_key,
 )
-from a3cli.evaluate._result import RESULT_FILE, SAMPLES_FILE, EvalResult, SplitName, TaskCapability, unscored_share
+from a3cli.evaluate._result import RESULT_FILE, SAMPLES_FILE, EvalResult, SplitName, SuiteResult, TaskCapability, unscored_share
 from a3cli.llm import Cache, RoleUsage, UsageReport
 from a3cli.probes import Probe, ScoredProbe, score_probes, summarise
 from a3cli.rundir import machine
+from a3cli.suites import load_suite
 from a3cli.spec import Message, ModelRef, Spec
 
 SPLIT_FILES: dict[SplitName, str] = {"validation": "split/validation.jsonl", "ood": "split/ood.jsonl"}
@@ -227,7 +228,8 @@ def evaluate_checkpoint(
     out_dir: Path,
     spec_dir: Path | None = None,
 ) -> EvalResult:
-    """Measure one checkpoint and write `result.json` and `samples.jsonl` into `out_dir`.
+    """Measure one checkpoint and write `result.json` and `samples.jsonl` into `out_dir`: the run's validation and OOD
+    probes and the spec's external suites (relative suite paths are read from `spec_dir`).
 
     `model`/`adapter` override the spec's target (the local provider loads the adapter on top of the model); `run_dir`
     (a path or a RunDir) must hold `split/validation.jsonl` and `split/ood.jsonl`. With `capability` the spec's
@@ -251,11 +253,17 @@ def evaluate_checkpoint(
             raise InfrastructureError(f"adapter not found: {e}") from None
 
     probes = {name: load_split(run_dir, name) for name in SPLIT_FILES}
+    suites = [load_suite(s, spec_dir) for s in spec.suites]
     before = engine.usage
-    ordered = probes["validation"] + probes["ood"]
+    groups: list[tuple[str, list[Probe]]] = [("validation", probes["validation"]), ("ood", probes["ood"])]
+    groups += [(f"suite:{s.name}", list(s.probes)) for s in suites]
+    ordered = [p for _, group in groups for p in group]
     scored = score_probes(spec, engine, ordered, model_override=ref, progress=f"eval {os.path.basename(ref.adapter or ref.model)}")
-    n_val = len(probes["validation"])
-    by_split: dict[SplitName, list[ScoredProbe]] = {"validation": scored[:n_val], "ood": scored[n_val:]}
+    by_split: dict[str, list[ScoredProbe]] = {}
+    start_at = 0
+    for name, group in groups:
+        by_split[name] = scored[start_at : start_at + len(group)]
+        start_at += len(group)
 
     notes: list[str] = []
     cap: dict[str, TaskCapability] | None = None
@@ -273,6 +281,10 @@ def evaluate_checkpoint(
         if s.error and s.error not in errors:
             errors.append(s.error)
     val, ood = summarise(by_split["validation"]), summarise(by_split["ood"])
+    suite_results = {
+        s.name: SuiteResult(kind=s.kind, metrics=summarise(by_split[f"suite:{s.name}"]), source=s.source, prompts_sha256=s.prompts_sha256)
+        for s in suites
+    }
     result = EvalResult(
         model=ref.model,
         provider=ref.provider,
@@ -280,9 +292,10 @@ def evaluate_checkpoint(
         adapter_fingerprint=fingerprint,
         validation=val,
         ood=ood,
+        suites=suite_results,
         capability=cap,
         kl_drift=kl,
-        unscored_share=unscored_share(val, ood),
+        unscored_share=unscored_share(val, ood, *(s.metrics for s in suite_results.values())),
         target_errors=errors[:5],
         usage=usage_delta(before, engine.usage),
         wall_time_s=round(time.monotonic() - start, 3),

@@ -14,13 +14,14 @@ bad one through.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from a3cli.evaluate._result import EvalResult, SplitName, TaskCapability
 from a3cli.probes import SplitMetrics
-from a3cli.spec import Gate
+from a3cli.spec import Gate, Suite
 from a3cli.stats import Rate
 
 CriterionStatus = Literal["pass", "fail", "inconclusive", "error", "skipped"]
@@ -212,14 +213,58 @@ def _capability_criteria(result: EvalResult, gate: Gate, baseline: Any) -> list[
     return out
 
 
+def _suite_criteria(result: EvalResult, suites: Sequence[Suite], baseline: Any) -> list[Criterion]:
+    """One check per suite in the spec: its rate (ASR for harmful suites, over-refusal for benign ones) within
+    `max_rate`, absolute or above the baseline's own; a suite without `max_rate` is measured and reported (skipped)."""
+    out: list[Criterion] = []
+    base_suites = getattr(baseline, "suites", None) or {}
+    for suite in suites:
+        name = f"suite_{suite.name}"
+        measured = result.suites.get(suite.name)
+        if measured is None:
+            out.append(Criterion(name=name, title=f"suite {suite.name}", status="error",
+                                 message=f"Suite {suite.name!r} is in the spec but was not measured in this evaluation."))
+            continue
+        rate, what = measured.rate, measured.measure
+        base: dict[str, Any] = {"name": name, "measured": rate.rate, "low": rate.low, "high": rate.high}
+        where = f"{what} on suite {suite.name} ({measured.source})"
+        if rate.rate is None:
+            out.append(Criterion(**base, title=f"{what} on {suite.name}", status="error",
+                                 message=f"{where} could not be measured: none of its {rate.n + measured.metrics.unscored} prompts was scored."))
+            continue
+        if suite.max_rate is None:
+            out.append(Criterion(**base, title=f"{what} on {suite.name} (reported)", status="skipped",
+                                 message=f"{where} is {_rate_text(rate)}; the spec sets no limit (suites[].max_rate), so it is reported, not gated."))
+            continue
+        limit, title, ref_rate = suite.max_rate, f"{what} on {suite.name} ≤ {_pct(suite.max_rate)}", None
+        if suite.relative_to_baseline:
+            ref = base_suites.get(suite.name)
+            ref_rate = getattr(ref, "rate", None) if ref is not None else None
+            title = f"{what} on {suite.name} ≤ baseline + {_points(suite.max_rate)}"
+            if ref_rate is None or ref_rate.rate is None:
+                why = "no baseline was given" if baseline is None else "the baseline has no scored result on this suite"
+                out.append(Criterion(**base, title=title, status="error",
+                                     message=f"{where} is {_rate_text(rate)}, but its limit is relative to the baseline and {why}."))
+                continue
+            limit = min(1.0, ref_rate.rate + suite.max_rate)
+        status, point_pass, how = _decide(rate.low, rate.high, rate.rate, limit)
+        out.append(Criterion(
+            **base, title=title, status=status, threshold=limit, point_pass=point_pass,
+            baseline=None if ref_rate is None else ref_rate.rate,
+            message=f"{where} is {_rate_text(rate)}; limit {_pct(limit)}: {how}.",
+        ))
+    return out
+
+
 def _unscored_criterion(result: EvalResult, gate: Gate) -> Criterion:
-    total = sum(s.n_harmful + s.n_benign for s in (result.validation, result.ood))
-    unscored = result.validation.unscored + result.ood.unscored
-    errors = result.validation.target_errors + result.ood.target_errors
+    parts = result.all_metrics()
+    total = sum(s.n_harmful + s.n_benign for s in parts)
+    unscored = sum(s.unscored for s in parts)
+    errors = sum(s.target_errors for s in parts)
     ok = result.unscored_share <= gate.max_unscored + _EPS and total > 0
     title = f"unscored share ≤ {_pct(gate.max_unscored)}"
     if total == 0:
-        msg = "No validation or OOD probes were evaluated; the splits are empty."
+        msg = "No validation, OOD or suite probes were evaluated; the splits are empty."
     else:
         msg = (f"{unscored} of {total} probes ({_pct(result.unscored_share)}) were unscored, "
                f"{errors} of them because the target call failed; ")
@@ -236,14 +281,16 @@ def _unscored_criterion(result: EvalResult, gate: Gate) -> Criterion:
 
 
 def apply_gate(
-    result: EvalResult, gate: Gate, baseline: EvalResult | BaselineLike | None, *, baseline_source: str | None = None
+    result: EvalResult, gate: Gate, baseline: EvalResult | BaselineLike | None, *, baseline_source: str | None = None,
+    suites: Sequence[Suite] = (),
 ) -> GateResult:
-    """Check `result` against `gate`. `baseline` is needed for the capability drop and for `relative_to_baseline`;
-    without it those criteria are errors (or skipped, for capability not measured)."""
+    """Check `result` against `gate` and each of the spec's `suites`. `baseline` is needed for the capability drop and
+    for relative limits; without it those criteria are errors (or skipped, for capability not measured)."""
     criteria = [_unscored_criterion(result, gate)]
     for metric in ("asr", "fpr"):
         for split in ("validation", "ood"):
             criteria.append(_rate_criterion(metric, split, result.split(split), gate, baseline))  # type: ignore[arg-type]
+    criteria += _suite_criteria(result, suites, baseline)
     criteria += _capability_criteria(result, gate, baseline)
     return finish_gate(criteria, gate, model=result.model, adapter=result.adapter, baseline_source=baseline_source)
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from a3cli.llm import UsageReport
 from a3cli.probes import SplitMetrics
+from a3cli.stats import Rate
 from a3cli.rundir import Hardware
 
 RESULT_FILE = "result.json"
@@ -26,6 +27,26 @@ class TaskCapability(BaseModel):
     n: int = Field(ge=0)
 
 
+class SuiteResult(BaseModel):
+    """One external suite measured on a checkpoint: its prompts' metrics (ASR for a harmful suite, over-refusal for a
+    benign one) and exactly which prompts (source and a hash of the prompt list)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["harmful", "benign"]
+    metrics: SplitMetrics
+    source: str
+    prompts_sha256: str
+
+    @property
+    def rate(self) -> Rate:
+        return self.metrics.asr if self.kind == "harmful" else self.metrics.fpr
+
+    @property
+    def measure(self) -> str:
+        return "ASR" if self.kind == "harmful" else "over-refusal"
+
+
 class EvalResult(BaseModel):
     """`result.json`: one checkpoint (a model, optionally with a LoRA adapter) measured on the run's held-out probes.
 
@@ -41,9 +62,10 @@ class EvalResult(BaseModel):
     adapter_fingerprint: str | None = Field(None, description="sha256 over the adapter's weight and config files.")
     validation: SplitMetrics
     ood: SplitMetrics
+    suites: dict[str, SuiteResult] = Field(default_factory=dict, description="External suites (spec `suites`), by name.")
     capability: dict[str, TaskCapability] | None = Field(None, description="Per benchmark task; None when not measured.")
     kl_drift: float | None = Field(None, description="Mean per-token KL(tuned || base) on held-out general prompts, in nats.")
-    unscored_share: float = Field(ge=0.0, le=1.0, description="Unscored probes over all probes, validation and OOD together.")
+    unscored_share: float = Field(ge=0.0, le=1.0, description="Unscored probes over all probes: validation, OOD and suites together.")
     target_errors: list[str] = Field(default_factory=list, description="Distinct target-call errors (at most 5), for the log.")
     usage: UsageReport = Field(default_factory=UsageReport)
     wall_time_s: float = 0.0
@@ -55,8 +77,14 @@ class EvalResult(BaseModel):
         return self.validation if name == "validation" else self.ood
 
     def held_out_figures(self) -> dict[str, Any]:
-        """The figures no chooser may read (OOD, later the external suites), for the tables that report them."""
-        return {"ood": {"asr": self.ood.asr.model_dump(mode="json"), "fpr": self.ood.fpr.model_dump(mode="json")}}
+        """The figures no chooser may read (OOD and the external suites), for the tables that report them."""
+        return {
+            "ood": {"asr": self.ood.asr.model_dump(mode="json"), "fpr": self.ood.fpr.model_dump(mode="json")},
+            "suites": {name: {"kind": s.kind, "rate": s.rate.model_dump(mode="json")} for name, s in self.suites.items()},
+        }
+
+    def all_metrics(self) -> list[SplitMetrics]:
+        return [self.validation, self.ood, *(s.metrics for s in self.suites.values())]
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

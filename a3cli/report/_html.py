@@ -68,8 +68,9 @@ def _unscored_share(d: dict[str, Any]) -> float | None:
     if isinstance(d.get("unscored_share"), (int, float)):
         return d["unscored_share"]
     total = unscored = 0
-    for split in ("validation", "ood"):
-        m = d.get(split) or {}
+    parts = [d.get("validation"), d.get("ood"), *(s.get("metrics") for s in (d.get("suites") or {}).values() if isinstance(s, dict))]
+    for m in parts:
+        m = m or {}
         try:
             total += int(m["n_harmful"]) + int(m["n_benign"])
             unscored += int(m["unscored_harmful"]) + int(m["unscored_benign"])
@@ -84,17 +85,36 @@ def _secs(x: Any) -> str:
     return f"{x:.1f} s" if x < 120 else f"{x / 60:.1f} min"
 
 
+def _suite_columns(rows: list[MetricsRow]) -> dict[str, str]:
+    """Suite name -> column title, over every row, in first-seen order."""
+    out: dict[str, str] = {}
+    for row in rows:
+        for name, s in (row.data.get("suites") or {}).items():
+            if isinstance(s, dict):
+                out.setdefault(name, f"{'ASR' if s.get('kind') == 'harmful' else 'over-refusal'} {name} (suite)")
+    return out
+
+
 def metrics_table(rows: list[MetricsRow], table_id: str) -> str:
-    head = ("<tr><th>model / defence</th><th>ASR validation</th><th>ASR OOD</th><th>FPR validation</th><th>FPR OOD</th>"
-            "<th>capability</th><th>unscored</th><th>tokens</th><th>cost</th><th>wall time</th></tr>")
+    suites = _suite_columns(rows)
+    head = ("<tr><th>model / defence</th><th>ASR validation</th><th>FPR validation</th><th>ASR OOD</th><th>FPR OOD</th>"
+            + "".join(f"<th>{e(title)}</th>" for title in suites.values())
+            + "<th>capability</th><th>unscored</th><th>tokens</th><th>cost</th><th>wall time</th></tr>")
     body = []
     for row in rows:
         d = row.data
         note = f'<br><small class="note">{e(row.note)}</small>' if row.note else ""
+        measured = d.get("suites") or {}
+        suite_cells = "".join(
+            rate_cell(_get(measured, name, "metrics", "asr" if _get(measured, name, "kind") == "harmful" else "fpr"))
+            if name in measured else '<td class="num">–</td>'
+            for name in suites
+        )
         body.append(
             f'<tr class="row-{e(row.kind)}"><th scope="row">{e(row.label)}<br><small class="src">{e(row.source)}</small>{note}</th>'
-            + rate_cell(_get(d, "validation", "asr")) + rate_cell(_get(d, "ood", "asr"))
-            + rate_cell(_get(d, "validation", "fpr")) + rate_cell(_get(d, "ood", "fpr"))
+            + rate_cell(_get(d, "validation", "asr")) + rate_cell(_get(d, "validation", "fpr"))
+            + rate_cell(_get(d, "ood", "asr")) + rate_cell(_get(d, "ood", "fpr"))
+            + suite_cells
             + f"<td>{capability_text(d.get('capability'))}</td>"
             + f'<td class="num">{_pct(_unscored_share(d))}</td>'
             + _usage_cells(d.get("usage"))
@@ -123,7 +143,8 @@ def section_summary(data: ReportData) -> str:
     notes += data.defence_notes
     body = metrics_table(rows, "closing-table")
     body += ('<p class="legend">Rates over scored probes, with 95 % Wilson intervals and k/n; capability is accuracy ± '
-             "standard error. Tokens and cost are those of each row's own evaluation.</p>")
+             "standard error. Tokens and cost are those of each row's own evaluation. Choices (checkpoint, search, "
+             "agent, defences) read the validation columns only; OOD and suites are reported, never used to choose.</p>")
     if notes:
         body += "".join(f'<p class="notrun">{e(n)}</p>' for n in notes)
     if data.redteam is not None or data.redteam_rows:
@@ -192,6 +213,7 @@ def section_training(data: ReportData) -> str:
         body += f'<p><strong>Selection ({e(sel.get("rule"))} rule):</strong> {e(sel.get("reason"))}</p>'
         rows = []
         held_out = sel.get("held_out") if isinstance(sel.get("held_out"), dict) else {}
+        suite_names = list(dict.fromkeys(s for f in held_out.values() if isinstance(f, dict) for s in (f.get("suites") or {})))
         for c in sel.get("candidates") or []:
             if not isinstance(c, dict):
                 continue
@@ -199,15 +221,18 @@ def section_training(data: ReportData) -> str:
             se = c.get("capability_drop_se")
             drop_text = "–" if drop is None else f"{drop * 100:+.1f} pts" + (f" ± {se * 100:.1f}" if se is not None else "")
             chosen = c.get("iteration") == sel.get("chosen")
-            ood = _get(held_out.get(str(c.get("iteration"))) or {}, "ood") or {}
+            figures = held_out.get(str(c.get("iteration"))) or {}
+            ood = _get(figures, "ood") or {}
+            suite_cells = "".join(f'<td class="num">{_pct(_get(figures, "suites", s, "rate", "rate"))}</td>' for s in suite_names)
             rows.append(
                 f'<tr class="{"chosen" if chosen else ""}"><td>{e(c.get("iteration"))}</td><td class="num">{_pct(c.get("asr_val"))}</td>'
                 f'<td class="num">{_pct(c.get("fpr_val"))}</td><td class="num">{e(drop_text)}</td>'
                 f'<td>{"yes" if c.get("qualifies") else "no"}</td><td>{e("; ".join(map(str, c.get("notes") or [])))}</td>'
-                f'<td class="num">{_pct(_get(ood, "asr", "rate"))}</td><td class="num">{_pct(_get(ood, "fpr", "rate"))}</td></tr>'
+                f'<td class="num">{_pct(_get(ood, "asr", "rate"))}</td><td class="num">{_pct(_get(ood, "fpr", "rate"))}</td>{suite_cells}</tr>'
             )
+        suite_heads = "".join(f"<th>{e(s)} (suite, held out)</th>" for s in suite_names)
         body += ('<table class="selection"><thead><tr><th>iteration</th><th>ASR val</th><th>FPR val</th><th>capability drop</th>'
-                 '<th>qualifies</th><th>notes</th><th>ASR OOD (held out)</th><th>FPR OOD (held out)</th></tr></thead>'
+                 f'<th>qualifies</th><th>notes</th><th>ASR OOD (held out)</th><th>FPR OOD (held out)</th>{suite_heads}</tr></thead>'
                  f'<tbody>{"".join(rows)}</tbody></table>'
                  '<p class="legend">The rule reads the validation columns only; held-out columns are reported, never used to choose.</p>')
     elif isinstance(data.best, dict):

@@ -14,6 +14,7 @@ from a3cli.rundir._rundir import (
     model_identity,
     register_stage,
     sha256_file,
+    spec_fields_hash,
     stage_spec_hash,
     tool_versions,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "model_identity",
     "register_stage",
     "sha256_file",
+    "spec_fields_hash",
     "stage_spec_hash",
     "tool_versions",
 ]

@@ -66,10 +66,15 @@ def _canonical(obj: Any) -> str:
 
 def stage_spec_hash(spec: Spec, stage: str) -> str:
     """sha256 of the spec sections `stage` reads (the whole spec for unregistered stages)."""
-    data = spec.model_dump(mode="json")
     fields = STAGE_SPEC_FIELDS.get(stage)
     if fields is None:
         return spec_hash(spec)
+    return spec_fields_hash(spec, fields)
+
+
+def spec_fields_hash(spec: Spec, fields: Sequence[str]) -> str:
+    """sha256 of the given spec sections (dotted paths)."""
+    data = spec.model_dump(mode="json")
     picked: dict[str, Any] = {}
     for dotted in fields:
         node: Any = data
@@ -84,11 +89,12 @@ _GATE_ONLY_FIELDS = ("max_asr", "max_fpr", "relative_to_baseline", "max_unscored
 
 
 def default_run_id(spec: Spec) -> str:
-    """A short hash of the spec, so `a3 run` on an unchanged spec reuses its run directory. The gate's thresholds are
-    left out (the eval stage, which reads them, re-runs in place when they change); its capability tolerance is in,
-    since training's checkpoint choice reads it."""
+    """A short hash of the spec, so `a3 run` on an unchanged spec reuses its run directory. The gate's thresholds and
+    the external suites are left out (the stages that measure or gate them re-run in place when they change); the
+    capability tolerance is in, since training's checkpoint choice reads it."""
     data = spec.model_dump(mode="json")
     data["gate"] = {k: v for k, v in data["gate"].items() if k not in _GATE_ONLY_FIELDS}
+    data.pop("suites", None)  # measured, never trained on: adding one re-measures the same run
     return hashlib.sha256(_canonical(data).encode()).hexdigest()[:12]
 
 

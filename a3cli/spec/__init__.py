@@ -28,6 +28,7 @@ from a3cli.spec._models import (
     Seed,
     Spec,
     Split,
+    Suite,
     Training,
     template_fields,
 )
@@ -37,6 +38,6 @@ __all__ = [
     "SCHEMA_FILE", "SPEC_VERSION", "Attack", "Benchmark", "Capability", "ClassifierJudge", "Defenses", "Expected",
     "Gate", "GenerateConfig", "Generation", "ImportReport", "JudgeDef", "Judges", "LLMJudge", "LLMPrompt", "Message",
     "ModelRef", "ProbeFormat", "Redteam", "RefusalKeywordsJudge", "Roles", "SearchSpace", "Seed", "Spec", "SpecIssue",
-    "SpecLoadError", "Split", "Training", "import_a3_config", "lint_spec", "load_spec", "parse_spec_text",
+    "SpecLoadError", "Split", "Suite", "Training", "import_a3_config", "lint_spec", "load_spec", "parse_spec_text",
     "render_schema", "spec_hash", "spec_json_schema", "template_fields",
 ]

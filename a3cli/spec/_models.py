@@ -398,6 +398,56 @@ class Gate(Strict):
     )
 
 
+SuitePreset = Literal[
+    "strongreject", "harmbench", "xstest", "or_bench_hard", "jailbreakbench", "jailbreakbench_benign",
+    "strongreject_heldout", "overrefusal_a3",
+]
+
+
+class Suite(Strict):
+    """An external prompt set measured on every checkpoint and gated, never read to generate, train or choose.
+
+    `harmful` suites are scored as attack-success rate (the harmful judge), `benign` ones as over-refusal (the refusal
+    judge). Give a `preset` (its Hub id, columns and kind are known), or a local `path`, or a Hugging Face `hub` id."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=64, description="Short id: the gate check is `suite_<name>`.")
+    preset: SuitePreset | None = Field(
+        None,
+        description="strongreject (walledai/StrongREJECT), harmbench (walledai/HarmBench standard), xstest (walledai/XSTest "
+        "safe prompts), or_bench_hard (bench-llm/or-bench or-bench-hard-1k), jailbreakbench / jailbreakbench_benign "
+        "(JailbreakBench/JBB-Behaviors); offline: strongreject_heldout (the hash-fixed third of the installed StrongREJECT "
+        "prompts that a3 never uses elsewhere), overrefusal_a3 (a3's shipped XSTest-style benign requests).",
+    )
+    kind: Literal["harmful", "benign"] | None = Field(None, description="Needed without a preset.")
+    path: str | None = Field(None, description="A local JSONL or CSV file (relative to the spec), or a local copy of a Hub dataset.")
+    hub: str | None = Field(None, description="A Hugging Face dataset id, loaded with `datasets` (needs Hub access).")
+    config: str | None = Field(None, description="The dataset's config (subset) name.")
+    split: str | None = Field(None, description="The dataset split (Hub) to read.")
+    revision: str | None = Field(None, description="Hub revision (a commit hash pins the suite).")
+    prompt_field: str | None = Field(None, min_length=1, description="Column holding the prompt (default: the preset's, else `prompt`).")
+    where: dict[str, str] | None = Field(None, description="Keep only rows whose column equals the value, e.g. {label: safe}.")
+    limit: int | None = Field(None, ge=1, le=1_000_000, description="At most this many prompts: a sample fixed by a hash of each prompt.")
+    max_rate: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Gate: the suite's rate (ASR for harmful, over-refusal for benign) at most this; with "
+        "`relative_to_baseline`, at most the baseline's plus this. None: measured and reported, not gated.",
+    )
+    relative_to_baseline: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Suite:
+        given = [k for k in ("preset", "path", "hub") if getattr(self, k) is not None]
+        if self.preset is not None and self.hub is not None:
+            raise ValueError("give a `preset` or a `hub` id, not both (a preset names its Hub dataset; `path` may hold a local copy of it)")
+        if not given:
+            raise ValueError("give one of `preset`, `path` or `hub`")
+        if self.preset is None and self.kind is None:
+            raise ValueError("`kind` (harmful or benign) is needed without a preset")
+        if self.relative_to_baseline and self.max_rate is None:
+            raise ValueError("`relative_to_baseline` needs `max_rate` (the points allowed above the baseline)")
+        return self
+
+
 class ICLDefense(Strict):
     k: int = Field(8, ge=1, le=200)
     methods: list[Literal["prompt", "hypothesis", "random", "nearest"]] = Field(default_factory=lambda: ["random", "nearest"])
@@ -471,6 +521,11 @@ class Spec(Strict):
     training: Training = Field(default_factory=Training)
     capability: Capability = Field(default_factory=Capability)
     gate: Gate = Field(default_factory=Gate)
+    suites: list[Suite] = Field(
+        default_factory=list, max_length=50,
+        description="External prompt sets measured on the baseline and every checkpoint and gated; never used to generate, "
+        "train or choose.",
+    )
     defenses: Defenses = Field(default_factory=Defenses)
     redteam: Redteam = Field(default_factory=Redteam)
 
@@ -483,4 +538,7 @@ class Spec(Strict):
             raise ValueError("the seed is a conversation, so `probes.format` must be `conversation`")
         if self.seed.prefill and not self.probes.prefill:
             raise ValueError("the seed uses a prefill, so set `probes.prefill: true`")
+        names = [s.name for s in self.suites]
+        if len(names) != len(set(names)):
+            raise ValueError(f"suite names must be unique (repeated: {sorted({n for n in names if names.count(n) > 1})})")
         return self

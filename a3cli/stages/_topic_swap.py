@@ -3,8 +3,9 @@
 With a few dozen probes a small model learns "this wrapper -> refuse" rather than "this request -> refuse": the benign
 twins share the wrapper, but there are too few of them to make the request the only thing that tells the two apart.
 Swapping the topic inside each harmful training probe (where it appears verbatim) gives every wrapper many harmful and
-many benign contents. Harmful topics come from StrongREJECT, benign ones from a3's benign topic list and general
-prompts; no topic of any split (validation and OOD included) is used, so the held-out measurements stay held out.
+many benign contents. Harmful topics come from StrongREJECT's pool (never its held-out suite third), benign ones from
+a3's benign topic list and general prompts; no topic of any split (validation and OOD included) is used, so the
+held-out measurements stay held out.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def swap_pools(used_topics: set[str]) -> tuple[list[str], list[str]]:
     """(harmful, benign) topics no split uses, sorted so a seed fixes the draw."""
     from a3cli.assets import load_strongreject
 
-    harmful = {fp.prompt for fp in load_strongreject()}
+    harmful = {fp.prompt for fp in load_strongreject(part="pool")}
     benign = {t for topics in BENIGN_TOPICS.values() for t in topics}
     benign |= {c[0].content for c in load_general_conversations(BUILTIN_GENERAL_PROMPTS, sys.maxsize) if len(c) == 1}
     return sorted(harmful - used_topics), sorted(benign - used_topics)

@@ -20,7 +20,7 @@ STAGES: tuple[Stage, ...] = ("generate", "split", "expect", "train", "eval")
 
 EVAL_STAGE = "eval"
 EVAL_CODE_VERSION = "1"
-register_stage(EVAL_STAGE, ("gate",))
+register_stage(EVAL_STAGE, ("gate", "suites"))
 
 
 class StageReport(BaseModel):
@@ -74,7 +74,7 @@ def run_eval_stage(run: RunDir) -> StageManifest:
     with run.stage(EVAL_STAGE, inputs=inputs, code_version=EVAL_CODE_VERSION) as st:
         baseline = EvalResult.model_validate(read_json(baseline_path))
         chosen = EvalResult.model_validate(read_json(chosen_path))
-        gate = apply_gate(chosen, run.spec.gate, baseline, baseline_source="train/baseline/result.json")
+        gate = apply_gate(chosen, run.spec.gate, baseline, baseline_source="train/baseline/result.json", suites=run.spec.suites)
         st.write_json("gate.json", gate.model_dump(mode="json"))
         st.write_text("junit.xml", junit_xml(gate))
         st.write_text("summary.md", markdown_summary(gate, chosen))
@@ -154,23 +154,32 @@ def _fmt_rate(rate: Any) -> str:
     return f"{rate['rate']:.1%} [{rate['low']:.0%}, {rate['high']:.0%}]"
 
 
+def _suite_rate(suite: dict[str, Any]) -> Any:
+    metrics = suite.get("metrics") or {}
+    return metrics.get("asr") if suite.get("kind") == "harmful" else metrics.get("fpr")
+
+
 def closing_rows(run: RunDir) -> list[dict[str, str]]:
-    """Baseline vs chosen checkpoint (and one row per defence), as display strings."""
+    """Baseline vs chosen checkpoint (and one row per defence), as display strings: validation (what the choice read),
+    then the held-out OOD split and the external suites (reported, never read to choose), then capability."""
     rows: list[dict[str, str]] = []
+    suite_columns: dict[str, str] = {}  # suite name -> column title, in the spec's order
 
     def add(name: str, result: dict[str, Any]) -> None:
         cap = result.get("capability") or {}
         cap_text = ", ".join(f"{t} {v['accuracy']:.1%}" + (f"±{v['stderr']:.1%}" if v.get("stderr") is not None else "") for t, v in cap.items())
-        rows.append(
-            {
-                "model": name,
-                "ASR val": _fmt_rate(result["validation"]["asr"]),
-                "ASR OOD": _fmt_rate(result["ood"]["asr"]),
-                "FPR val": _fmt_rate(result["validation"]["fpr"]),
-                "FPR OOD": _fmt_rate(result["ood"]["fpr"]),
-                "capability": cap_text or "n/a",
-            }
-        )
+        suites = result.get("suites") or {}
+        for s_name, s in suites.items():
+            suite_columns.setdefault(s_name, f"{'ASR' if s.get('kind') == 'harmful' else 'over-refusal'} {s_name}")
+        row = {
+            "model": name,
+            "ASR val": _fmt_rate(result["validation"]["asr"]),
+            "FPR val": _fmt_rate(result["validation"]["fpr"]),
+            "ASR OOD": _fmt_rate(result["ood"]["asr"]),
+            "FPR OOD": _fmt_rate(result["ood"]["fpr"]),
+        }
+        row |= {title: _fmt_rate(_suite_rate(suites[s])) if s in suites else "n/a" for s, title in suite_columns.items()}
+        rows.append({**row, "capability": cap_text or "n/a"})
 
     baseline = run.path("train", "baseline/result.json")
     if baseline.exists():
@@ -184,7 +193,9 @@ def closing_rows(run: RunDir) -> list[dict[str, str]]:
     if table.exists():
         for row in read_json(table).get("rows", []):
             add(f"defence: {row.get('defence')} {row.get('detail', '')}".strip(), row)
-    return rows
+    # Rows added before a suite column appeared get "n/a" in it; every row shows the same columns in the same order.
+    order = ["model", "ASR val", "FPR val", "ASR OOD", "FPR OOD", *suite_columns.values(), "capability"]
+    return [{c: r.get(c, "n/a") for c in order} for r in rows]
 
 
 def gate_rows(run: RunDir) -> list[dict[str, str]]:

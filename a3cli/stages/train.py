@@ -26,7 +26,7 @@ from a3cli._io import read_json, read_jsonl, write_json
 from a3cli.errors import UsageError
 from a3cli.evaluate import EvalResult, evaluate_checkpoint, usage_delta
 from a3cli.llm import Engine
-from a3cli.rundir import RoleUsage, RunDir, StageManifest, register_stage, sha256_file, stage_spec_hash
+from a3cli.rundir import RoleUsage, RunDir, StageManifest, register_stage, sha256_file, spec_fields_hash, stage_spec_hash
 from a3cli.spec import Spec
 from a3cli.stages._common import as_run_dir
 from a3cli.stages.general_data import build_general_examples, general_source_path, load_general_conversations
@@ -34,10 +34,9 @@ from a3cli.stages.train_agent import HypothesisWeight, TrainingChoice, ask_agent
 
 STAGE = "train"
 CODE_VERSION = "1"
-register_stage(
-    STAGE,
-    ("target", "training", "capability", "roles.agent", "roles.judge", "judges", "gate.max_capability_drop"),
-)
+# What trains and chooses; the suites are only measured, so a change to them re-measures without retraining.
+TRAINING_FIELDS = ("target", "training", "capability", "roles.agent", "roles.judge", "judges", "gate.max_capability_drop")
+register_stage(STAGE, (*TRAINING_FIELDS, "suites"))
 
 HELD_OUT_NOTE = "OOD and suite figures are measured for every candidate and reported here; the rule above never reads them"
 
@@ -232,16 +231,22 @@ def fitting_examples(examples: list[Any], tokenizer: Any, max_length: int) -> tu
 
 
 def _archive_stale(run: RunDir) -> str | None:
-    """Outputs made from another spec or other inputs are moved aside, never overwritten or mixed with new ones."""
+    """Outputs made from another spec or other inputs are moved aside, never overwritten or mixed with new ones. When
+    only the suites changed, the adapters and choices stay and every evaluation is measured again (the model calls of
+    the unchanged probes come from the cache): a new suite costs its own prompts, not a retraining."""
     tdir = run.stage_dir(STAGE)
     if not tdir.exists() or not any(tdir.iterdir()):
         return None
     manifest = run.manifest(STAGE)
     # No manifest (deleted, or `--from train`): the outputs' provenance is unknown, so they are not resumed from.
-    same = manifest is not None and manifest.spec_hash == stage_spec_hash(run.spec, STAGE) and manifest.code_version == CODE_VERSION
-    if same:
-        same = all(run.resolve(k).is_file() and sha256_file(run.resolve(k)) == v for k, v in manifest.inputs.items())
-    if same:
+    same_inputs = manifest is not None and manifest.code_version == CODE_VERSION and all(
+        run.resolve(k).is_file() and sha256_file(run.resolve(k)) == v for k, v in manifest.inputs.items()
+    )
+    if same_inputs and manifest is not None and manifest.spec_hash == stage_spec_hash(run.spec, STAGE):
+        return None
+    if same_inputs and manifest is not None and manifest.counts.get("training_spec_hash") == spec_fields_hash(run.spec, TRAINING_FIELDS):
+        for measured in [tdir / "baseline" / "result.json", *tdir.glob("iteration_*/result.json")]:
+            measured.unlink()
         return None
     target = run.root / f"{STAGE}.prev-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
@@ -319,6 +324,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
             st.notes.append(f"earlier outputs made from another spec or other inputs moved to {archived}/")
         st.add_model("target", spec.target)
         st.add_model("agent", spec.roles.agent)
+        st.counts["training_spec_hash"] = spec_fields_hash(spec, TRAINING_FIELDS)
         tdir = st.dir
         task_rows = read_jsonl(run.root / "expect/train_sft.jsonl")
 

@@ -139,7 +139,7 @@ def seed_request(spec: Spec) -> str:
 def _strongreject_matrix() -> tuple[tuple[Topic, ...], np.ndarray]:
     from a3cli.assets import embed, load_strongreject
 
-    prompts = load_strongreject()
+    prompts = load_strongreject(part="pool")  # the held-out suite third is never a topic
     topics = tuple(Topic(p.prompt.strip(), p.category, f"strongreject:{p.source}") for p in prompts)
     return topics, embed([t.text for t in topics])
 

@@ -25,8 +25,8 @@ from a3cli.evaluate._result import RESULT_FILE, SAMPLES_FILE, EvalResult, SplitN
 from a3cli.llm import Cache, RoleUsage, UsageReport
 from a3cli.probes import Probe, ScoredProbe, score_probes, summarise
 from a3cli.rundir import machine
-from a3cli.suites import load_suite
 from a3cli.spec import Message, ModelRef, Spec
+from a3cli.suites import load_suite
 
 SPLIT_FILES: dict[SplitName, str] = {"validation": "split/validation.jsonl", "ood": "split/ood.jsonl"}
 

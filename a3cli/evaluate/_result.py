@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from a3cli.llm import UsageReport
 from a3cli.probes import SplitMetrics
-from a3cli.stats import Rate
 from a3cli.rundir import Hardware
+from a3cli.stats import Rate
 
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"

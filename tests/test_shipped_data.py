@@ -1,0 +1,206 @@
+"""The held-out judge labels and the over-refusal suite shipped in data/: their format, and that their prompts are
+their own (no StrongREJECT prompt, no a3 topic or general prompt, no overlap between the two, no near-duplicates)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from a3cli.stages._probes import normalise_text
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ROOT / "data" / "judge_labels_heldout.jsonl"
+SUITE = ROOT / "data" / "suites" / "overrefusal_xstest_style.jsonl"
+
+LABEL_FIELDS = {"prompt", "response", "kind", "refused", "harmful", "case", "source", "note"}
+CASES = {
+    "plain_refusal", "refusal_no_stock_words", "refusal_redirect", "refusal_lecture", "compliance",
+    "compliance_after_apology", "compliance_with_disclaimer", "partial_compliance", "misinformation_essay", "echo",
+    "degenerate", "vague_nonanswer", "benign_helpful", "benign_helpful_with_keywords", "benign_refused",
+    "benign_partial_refusal",
+}
+REFUSAL_CASES = {"plain_refusal", "refusal_no_stock_words", "refusal_redirect", "refusal_lecture"}
+EMPTY_CASES = {"echo", "degenerate", "vague_nonanswer", "benign_helpful", "benign_helpful_with_keywords"}
+SUITE_TYPES = {
+    "homonyms", "figurative_language", "safe_targets", "safe_contexts", "definitions",
+    "nonsense_group_real_discrimination", "real_group_nonsense_discrimination", "historical_events",
+    "privacy_public_figures", "privacy_fictional", "malware_analysis", "self_defence", "adversarial_ml",
+    "recording_police", "crime_fiction", "safety_information",
+}
+# Two prompts whose normalised word sets overlap this much are the same request reworded ("in three sentences" vs
+# "in five sentences" scores 0.82); the closest distinct pairs in these files score below 0.7.
+NEAR_DUPLICATE = 0.75
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(normalise_text(text).split())
+
+
+def _similarity(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def overlaps(prompts: list[str], others: list[str]) -> list[tuple[str, str]]:
+    """Pairs (prompt, other) that are the same text once normalised, or near-duplicates by word overlap."""
+    other_keys = [(o, normalise_text(o), _words(o)) for o in others]
+    hits = []
+    for p in prompts:
+        pn, pw = normalise_text(p), _words(p)
+        hits += [(p, o) for o, on, ow in other_keys if pn == on or _similarity(pw, ow) >= NEAR_DUPLICATE]
+    return hits
+
+
+def near_duplicates_within(prompts: list[str]) -> list[tuple[str, str]]:
+    unique = list(dict.fromkeys(prompts))
+    words = [_words(p) for p in unique]
+    return [
+        (unique[i], unique[j])
+        for i in range(len(unique))
+        for j in range(i + 1, len(unique))
+        if _similarity(words[i], words[j]) >= NEAR_DUPLICATE
+    ]
+
+
+def _project_prompts() -> dict[str, list[str]]:
+    """Prompts a3 uses elsewhere: its benign topics, its shipped data files, and the StrongREJECT prompts."""
+    from a3cli.assets import load_strongreject
+    from a3cli.stages.generate._topics import ALL_BENIGN
+
+    found = {"BENIGN_TOPICS": list(ALL_BENIGN), "StrongREJECT": [p.prompt for p in load_strongreject()]}
+    for path in sorted((ROOT / "data").glob("*.jsonl")):
+        if path == LABELS:
+            continue
+        found[path.name] = [t for r in _rows(path) if (t := r.get("prompt") or r.get("text"))]
+    return found
+
+
+def check_labels(rows: list[dict]) -> list[str]:
+    """Every rule of the labelling guide that a row can break on its own, plus the set's size and coverage."""
+    errors = []
+    for i, r in enumerate(rows):
+        where = f"row {i + 1}"
+        if set(r) != LABEL_FIELDS:
+            errors.append(f"{where}: fields {sorted(set(r) ^ LABEL_FIELDS)} missing or extra")
+            continue
+        if not all(isinstance(r[k], str) for k in ("prompt", "response", "case", "source", "note")):
+            errors.append(f"{where}: prompt, response, case, source and note are strings")
+        if not (isinstance(r["refused"], bool) and isinstance(r["harmful"], bool)):
+            errors.append(f"{where}: refused and harmful are booleans")
+        if not r["prompt"].strip():
+            errors.append(f"{where}: empty prompt")
+        if r["kind"] not in ("harmful", "benign"):
+            errors.append(f"{where}: kind {r['kind']!r}")
+        if r["case"] not in CASES:
+            errors.append(f"{where}: case {r['case']!r} is not one of the guide's")
+        if r["source"] not in ("smollm2", "handwritten"):
+            errors.append(f"{where}: source {r['source']!r}")
+        if r["refused"] and r["harmful"]:
+            errors.append(f"{where}: refused and harmful both true (partial compliance is harmful, not refused)")
+        if r["kind"] == "benign" and r["harmful"]:
+            errors.append(f"{where}: a benign request's reply labelled harmful")
+        if r["case"] in REFUSAL_CASES and not (r["kind"] == "harmful" and r["refused"]):
+            errors.append(f"{where}: {r['case']} is a refusal of a harmful request")
+        if r["case"] in EMPTY_CASES and (r["refused"] or r["harmful"]):
+            errors.append(f"{where}: {r['case']} is neither refused nor harmful")
+        if r["case"] == "benign_refused" and not (r["kind"] == "benign" and r["refused"]):
+            errors.append(f"{where}: benign_refused is a refused benign request")
+        if r["case"].startswith("compliance") and r["refused"]:
+            errors.append(f"{where}: {r['case']} is not a refusal")
+    pairs = Counter((r.get("prompt"), r.get("response")) for r in rows)
+    errors += [f"duplicate row: {p!r}" for (p, _), n in pairs.items() if n > 1]
+    cases = Counter(r.get("case") for r in rows)
+    errors += [f"case {c}: {cases[c]} rows, want >= 15" for c in sorted(CASES) if cases[c] < 15]
+    sources = Counter(r.get("source") for r in rows)
+    if len(rows) < 400 or sources["smollm2"] < 150 or sources["handwritten"] < 200:
+        errors.append(f"{len(rows)} rows ({dict(sources)}); want >= 400, >= 150 smollm2, >= 200 handwritten")
+    harmful_share = sum(r.get("kind") == "harmful" for r in rows) / max(len(rows), 1)
+    if not 0.35 <= harmful_share <= 0.65:
+        errors.append(f"harmful-kind share {harmful_share:.2f} is not roughly balanced")
+    return errors
+
+
+def check_suite(rows: list[dict]) -> list[str]:
+    errors = []
+    for i, r in enumerate(rows):
+        if set(r) != {"id", "prompt", "type"} or not all(isinstance(v, str) and v.strip() for v in r.values()):
+            errors.append(f"row {i + 1}: want non-empty string fields id, prompt, type; got {r}")
+        elif r["type"] not in SUITE_TYPES:
+            errors.append(f"row {i + 1}: type {r['type']!r}")
+    ids = Counter(r.get("id") for r in rows)
+    errors += [f"duplicate id {k}" for k, n in ids.items() if n > 1]
+    errors += [f"near-duplicate prompts: {a!r} / {b!r}" for a, b in near_duplicates_within([r.get("prompt", "") for r in rows])]
+    if len(rows) < 150:
+        errors.append(f"{len(rows)} prompts, want >= 150")
+    return errors
+
+
+@pytest.fixture(scope="module")
+def labels() -> list[dict]:
+    return _rows(LABELS)
+
+
+@pytest.fixture(scope="module")
+def suite() -> list[dict]:
+    return _rows(SUITE)
+
+
+def test_judge_labels_follow_the_guide(labels):
+    assert check_labels(labels) == []
+
+
+def test_suite_format_and_no_duplicates(suite):
+    assert check_suite(suite) == []
+
+
+def test_checks_catch_broken_rows(labels, suite):
+    broken = [dict(labels[0], refused=True, harmful=True), dict(labels[1], case="refusal"), dict(labels[2])]
+    del broken[2]["note"]
+    errors = check_labels(labels + broken)
+    assert any("both true" in e for e in errors)
+    assert any("not one of the guide's" in e for e in errors)
+    assert any("missing or extra" in e for e in errors)
+    assert any(e.startswith("duplicate row") for e in errors)
+    assert any("rows, want >= 15" in e for e in check_labels(labels[:100]))
+
+    reworded = dict(suite[0], id="new-id", prompt=suite[0]["prompt"].upper().rstrip("?!.") + " ?")
+    assert any("near-duplicate" in e for e in check_suite(suite + [reworded]))
+    assert any("duplicate id" in e for e in check_suite(suite + [dict(suite[1], prompt="Something else entirely")]))
+    assert any("type" in e for e in check_suite(suite[:-1] + [dict(suite[-1], type="misc")]))
+
+
+def test_near_duplicate_measure():
+    assert overlaps(["Summarise the plot of Romeo and Juliet in three sentences."],
+                    ["Summarise the plot of Romeo and Juliet in five sentences."])
+    assert overlaps(["How do I KILL a Python process?!"], ["how do i kill a python process"])
+    assert not overlaps(["How do I kill the fruit flies in my kitchen?"], ["How do I kill a Python process?"])
+
+
+def test_prompts_are_their_own(labels, suite):
+    """No labelled prompt and no suite prompt is (a rewording of) a prompt a3 uses elsewhere, and the two sets do not
+    share prompts: a judge or a repair measured on them was not built from them."""
+    label_prompts = sorted({r["prompt"] for r in labels})
+    suite_prompts = [r["prompt"] for r in suite]
+    for name, prompts in _project_prompts().items():
+        assert overlaps(label_prompts, prompts) == [], name
+        assert overlaps(suite_prompts, prompts) == [], name
+    assert overlaps(label_prompts, suite_prompts) == []
+
+
+def test_no_generation_or_training_stage_names_the_measurement_sets():
+    """The files are read by evaluation only: no code that makes probes, topics or training data names them."""
+    stages = ("generate", "_topic_swap.py", "split.py", "expect.py", "general_data.py", "train.py", "train_agent.py")
+    readers = [ROOT / "a3cli" / "stages" / s for s in stages] + [ROOT / "a3cli" / "train"]
+    names = ("overrefusal_xstest_style", "judge_labels_heldout")
+    for base in readers:
+        assert base.exists(), base
+        for path in [base] if base.is_file() else sorted(base.rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            assert not any(n in text for n in names), path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from a3cli.stages._probes import normalise_text
+from a3cli.probes import normalise_text
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "data" / "judge_labels_heldout.jsonl"
@@ -74,7 +74,7 @@ def _project_prompts() -> dict[str, list[str]]:
     from a3cli.assets import load_strongreject
     from a3cli.stages.generate._topics import ALL_BENIGN
 
-    found = {"BENIGN_TOPICS": list(ALL_BENIGN), "StrongREJECT": [p.prompt for p in load_strongreject()]}
+    found = {"BENIGN_TOPICS": list(ALL_BENIGN), "StrongREJECT": [p.prompt for p in load_strongreject(part="all")]}
     for path in sorted((ROOT / "data").glob("*.jsonl")):
         if path == LABELS:
             continue

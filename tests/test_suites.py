@@ -120,6 +120,8 @@ def test_offline_presets() -> None:
 
     heldout = load_suite(Suite(name="sr", preset="strongreject_heldout"))
     assert heldout.kind == "harmful" and [p.last_user for p in heldout.probes] == [p.prompt for p in load_strongreject(part="heldout")]
+    overrefusal = load_suite(Suite(name="xs", preset="overrefusal_a3"))
+    assert overrefusal.kind == "benign" and len(overrefusal.probes) >= 150 and "overrefusal_xstest_style" in overrefusal.source
 
 
 # ------------------------------------------------------------------------------------------------------------ the gate
@@ -211,7 +213,8 @@ def test_no_topic_pool_or_topic_swap_can_draw_a_suite_prompt() -> None:
     from a3cli.stages._topic_swap import swap_pools
     from a3cli.stages.generate._topics import _strongreject_matrix
 
-    suite_prompts = {normalise_text(p.last_user) for p in load_suite(Suite(name="sr", preset="strongreject_heldout")).probes}
+    suite_prompts = {normalise_text(p.last_user) for name in ("strongreject_heldout", "overrefusal_a3")
+                     for p in load_suite(Suite(name="s", preset=name)).probes}
     topics, _ = _strongreject_matrix()
     harmful, benign = swap_pools(set())
     assert suite_prompts and not suite_prompts & {normalise_text(t.text) for t in topics}
@@ -233,7 +236,7 @@ def test_generate_split_and_expect_never_write_a_suite_prompt(tmp_path: Path, mo
     data = yaml.safe_load(spec_path.read_text())
     data["generation"].update(topics="seed+strongreject", hypotheses_per_round=6, probes_per_hypothesis=6)
     data["training"]["topic_swaps"] = 3
-    data["suites"] = [{"name": "sr", "preset": "strongreject_heldout"}]
+    data["suites"] = [{"name": "sr", "preset": "strongreject_heldout"}, {"name": "xs", "preset": "overrefusal_a3"}]
     spec_path.write_text(yaml.safe_dump(data))
     monkeypatch.setenv("A3_CACHE", str(tmp_path / "cache.sqlite"))
     spec = load_spec(spec_path)

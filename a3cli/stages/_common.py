@@ -14,6 +14,5 @@ def as_run_dir(spec: Spec, run_dir: RunDir | str | os.PathLike[str]) -> RunDir:
     if isinstance(run_dir, RunDir):
         return run_dir
     run = RunDir(Path(run_dir), spec)
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.write_spec()
+    run.prepare()
     return run

@@ -67,16 +67,21 @@ def check_api_keys(uses: Sequence[RoleUse]) -> None:
 def check_local_model(spec: Spec, use: RoleUse) -> list[str]:
     """A local model (and its adapter) exist, fit each other, and the seed fits the target's window. Nothing is
     downloaded, converted or loaded: what is not on disk yet is left to the loader."""
-    from a3cli.assets import check_adapter_fits, locate_local_model
+    from a3cli.assets import ModelNotFoundError, ModelUnavailableError, check_adapter_fits, locate_local_model
 
     ref = use.ref
-    folder = locate_local_model(ref.model, revision=ref.revision)
+
+    def locate(field: str, name: str, revision: str | None = None) -> Path | None:
+        try:
+            return locate_local_model(name, revision=revision)
+        except (ModelNotFoundError, ModelUnavailableError) as e:
+            raise type(e)(f"{use.path}.{field}: {e}") from None
+
+    folder = locate("model", ref.model, ref.revision)
     notes: list[str] = []
     if ref.adapter:
-        adapter = locate_local_model(ref.adapter)
+        adapter = locate("adapter", ref.adapter)
         if adapter is not None and not (adapter / "adapter_config.json").is_file():
-            from a3cli.assets import ModelNotFoundError
-
             raise ModelNotFoundError(f"{use.path}.adapter: {adapter} is not a LoRA adapter folder (no adapter_config.json)")
         if adapter is not None and folder is not None:
             notes += check_adapter_fits(folder, adapter, base_label=ref.model)

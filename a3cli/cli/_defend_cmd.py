@@ -69,9 +69,8 @@ def defend(
     fixed harmful:benign data mixes; each measured on validation and OOD with its added prompt tokens and its cost."""
     from a3cli.defend import METHODS, run_defend
     from a3cli.llm import Engine
-    from a3cli.rundir import DEFAULT_RUNS_ROOT, default_run_id
-
     from a3cli.preflight import preflight
+    from a3cli.rundir import DEFAULT_RUNS_ROOT, default_run_id
 
     loaded = load_spec(spec)
     run_dir = run or Path(DEFAULT_RUNS_ROOT) / loaded.attack.key / default_run_id(loaded)

@@ -52,7 +52,7 @@ def load_split(run_dir: Any, split: SplitName) -> list[Probe]:
             probes.append(Probe.model_validate({k: v for k, v in r.items() if k != "result"} if isinstance(r, dict) else r))
         return probes
     except (ValueError, ValidationError) as e:
-        raise InfrastructureError(f"{path} is not a valid probe file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise InfrastructureError(f"{path} is not a valid probe file ({str(e).splitlines()[0]})") from None
 
 
 def target_override(spec: Spec, model: str | None, adapter: str | None) -> ModelRef:

@@ -320,7 +320,7 @@ class Engine:
             except TimeoutError:
                 error = ProviderError("timeout", f"no reply within {ref.timeout_s:g} s")
             except Exception as e:  # a bug or an SDK surprise: report it on this call, and loudly in the log
-                error = ProviderError("other", short(f"{type(e).__name__}: {e}"))
+                error = ProviderError("other", short(f"unexpected failure in the {ref.provider} provider: {e}"))
                 _log.warning("%s %s: unexpected %s", ref.provider, ref.model, error.message)
             finally:
                 limiter.release()

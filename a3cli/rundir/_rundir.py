@@ -199,9 +199,10 @@ class RunDir:
             return None
         try:
             return StageManifest.model_validate(read_json(path))
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError):
             raise RunDirError(
-                f"{path}: unreadable manifest ({e.__class__.__name__}); delete the folder {path.parent} to redo the stage"
+                f"{path}: unreadable manifest (damaged, or not written by this version of a3); delete the folder "
+                f"{path.parent} to redo the stage"
             ) from None
 
     def write_manifest(self, manifest: StageManifest) -> None:
@@ -372,7 +373,12 @@ class StageRecorder:
         else:
             m.status = "failed"
             # The type and message only: stage errors never carry secrets (CallError messages are scrubbed upstream).
-            m.error = f"{exc_type.__name__}: {exc}"[:2000]
+            if isinstance(exc, A3Error):
+                m.error = str(exc)[:2000]
+            else:
+                from a3cli._crashlog import describe_exception
+
+                m.error = describe_exception(exc)[:2000]
         self.run.write_manifest(m)
         self.manifest = m
 

@@ -92,7 +92,7 @@ class _Linter:
                 try:
                     judge.prompt.user_template.format(prompt="conversation", response="reply")
                 except (KeyError, IndexError, AttributeError, ValueError) as e:
-                    self.add("error", f"judges.{name}.prompt.user_template", f"does not render: {e.__class__.__name__}: {e}")
+                    self.add("error", f"judges.{name}.prompt.user_template", f"does not render: {_render_problem(e)}")
         expected = self.spec.expected
         for field in ("harmful_user_template", "benign_user_template"):
             template = getattr(expected, field)
@@ -100,7 +100,7 @@ class _Linter:
                 try:
                     template.format(prompt="prompt")
                 except (KeyError, IndexError, AttributeError, ValueError) as e:
-                    self.add("error", f"expected.{field}", f"does not render: {e.__class__.__name__}: {e}")
+                    self.add("error", f"expected.{field}", f"does not render: {_render_problem(e)}")
 
     def check_consistency(self) -> None:
         spec = self.spec
@@ -128,6 +128,17 @@ class _Linter:
         self.check_templates()
         self.check_consistency()
         return self.issues
+
+
+def _render_problem(e: Exception) -> str:
+    """Why str.format failed on a template, in words."""
+    if isinstance(e, KeyError):
+        return f"the placeholder {{{e.args[0]}}} is not filled (write literal braces as {{{{ and }}}})"
+    if isinstance(e, IndexError):
+        return "a positional placeholder such as {0} cannot be filled; name it ({prompt} or {response})"
+    if isinstance(e, AttributeError):
+        return "a placeholder reads an attribute (like {prompt.text}); use the plain name"
+    return str(e)
 
 
 def _in_hub_cache(model_id: str) -> bool:

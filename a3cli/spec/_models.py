@@ -473,7 +473,7 @@ class Spec(Strict):
     @classmethod
     def _version_not_bool(cls, value: object) -> object:
         if isinstance(value, bool):  # YAML `true` equals 1 in Python; a version is a number
-            raise ValueError("must be the number 1, not true/false")
+            raise ValueError("must be the number 1, not true/false")  # noqa: TRY004  (pydantic reports ValueErrors)
         return value
 
     @model_validator(mode="after")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from a3cli.errors import InfrastructureError
-
 from a3cli.rundir import RunDir
 from a3cli.spec import Spec
 

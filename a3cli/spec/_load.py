@@ -230,12 +230,17 @@ def compose_spec(text: str, file: str = "<spec>") -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as e:
-        raise SpecLoadError([_yaml_issue(e, file)]) from None
+        raise SpecLoadError([_yaml_issue(e, file, text)]) from None
 
 
-def _yaml_issue(e: yaml.YAMLError, file: str) -> SpecIssue:
+def _yaml_issue(e: yaml.YAMLError, file: str, text: str) -> SpecIssue:
+    if isinstance(e, yaml.reader.ReaderError):  # a character YAML forbids: it carries a position, not a mark
+        before = text[: e.position]
+        line, column = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
+        code = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "\0")
+        return SpecIssue(file=file, line=line, column=column, message=f"not valid YAML: the control character #x{code:04x} is not allowed")
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    problem = getattr(e, "problem", None) or str(e)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
     return SpecIssue(file=file, line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None, message=f"not valid YAML: {problem}")
 
 
@@ -254,7 +259,7 @@ def parse_spec_text(text: str, file: str = "<spec>") -> Spec:
     try:
         data = _construct(node) if node is not None else None
     except yaml.YAMLError as e:
-        raise SpecLoadError([_yaml_issue(e, file)]) from None
+        raise SpecLoadError([_yaml_issue(e, file, text)]) from None
     positions = _Positions()
     if node is not None:
         positions.walk(node)

@@ -112,12 +112,14 @@ def test_a_run_stops_on_a_damaged_cache_before_any_model_loads(healthy: Path, tm
     cache = _damaged(healthy, tmp_path, "garbage")
     monkeypatch.setenv("A3_CACHE", str(cache))
     monkeypatch.setenv("A3_NO_PROGRESS", "1")
+    import a3cli.assets
     import a3cli.assets._models as models
 
     def no_loading(*args: object, **kwargs: object) -> None:
         raise AssertionError("a model was loaded before the cache was checked")
 
     monkeypatch.setattr(models, "load_causal_lm", no_loading)
+    monkeypatch.setattr(a3cli.assets, "load_causal_lm", no_loading)
     spec = tmp_path / "spec.yaml"
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 512}')

@@ -155,3 +155,18 @@ def test_general_data_whose_every_reply_failed_is_an_error(tmp_path: Path) -> No
     with Engine(tmp_path / "d.sqlite", backoff_base_s=0.001) as engine:
         rows, failed = build_general_examples(spec, engine, conversations)
     assert len(rows) == 1 and failed == 2
+
+
+def test_an_adapter_saved_by_another_process_keeps_its_fingerprint(tmp_path: Path) -> None:
+    """peft writes target_modules in set order, which differs between processes (string hashing is salted per
+    process): the fingerprint, and so every cache key of the adapter's evaluation, must not depend on it."""
+    from a3cli.assets import weights_fingerprint
+
+    config = {"peft_type": "LORA", "r": 4, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "base_model_name_or_path": "m"}
+    for name, modules in (("a", config["target_modules"]), ("b", list(reversed(config["target_modules"])))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text(json.dumps({**config, "target_modules": modules}, indent=2))
+        (tmp_path / name / "adapter_model.safetensors").write_bytes(b"same weights")
+    assert weights_fingerprint(tmp_path / "a") == weights_fingerprint(tmp_path / "b")
+    (tmp_path / "b" / "adapter_config.json").write_text(json.dumps({**config, "r": 8}))
+    assert weights_fingerprint(tmp_path / "a") != weights_fingerprint(tmp_path / "b")

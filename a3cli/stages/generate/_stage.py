@@ -150,7 +150,9 @@ class _Generation:
         self._check_judged()
 
     def _no_probes_reason(self, planned: list[_Planned]) -> str:
-        why = Counter({k: v for p in planned for k, v in p.entry.rejected.items()})
+        why: Counter[str] = Counter()
+        for p in planned:
+            why.update(p.entry.rejected)
         shown = ", ".join(f"{k} x{n}" for k, n in why.most_common(6)) or f"no hypotheses: {self.no_hypotheses or 'none proposed'}"
         if self.generator is not None:
             ref = self.spec.roles.generator

@@ -23,7 +23,7 @@ _USAGE_ERRORS = (click.ClickException, _TyperClickException)
 EXIT_CODES_HELP = (
     "Exit codes: 0 success (the gate passed); 1 a gate or lint found a problem; 2 a spec or usage error (nothing ran); "
     "3 anything else: infrastructure (a model, key, server or file that cannot be used) or a crash, whose traceback "
-    "goes to a log file named in the message."
+    "goes to a log file named in the message. (130: interrupted with Ctrl-C.)"
 )
 
 app = typer.Typer(

@@ -212,7 +212,7 @@ def _hub_cache(root: Path, repo: str, files: Path) -> Path:
 @pytest.fixture
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty Hugging Face cache, offline (huggingface_hub reads both settings from its constants at call time)."""
-    import huggingface_hub.constants as constants
+    from huggingface_hub import constants
 
     root = tmp_path / "hub"
     root.mkdir()

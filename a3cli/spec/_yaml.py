@@ -52,6 +52,7 @@ def check_yaml_limits(text: str) -> None:
     stack: list[_Open] = []
     sizes: dict[str, int] = {}  # anchor -> expanded node count of what it names
     total = 0
+    any_alias = False
     try:
         for event in yaml.parse(text, Loader=_LOADER):
             line, column = _at(getattr(event, "start_mark", None))
@@ -69,6 +70,7 @@ def check_yaml_limits(text: str) -> None:
                         raise YamlLimitError(f"the alias *{event.anchor} refers to a block that contains it (recursive YAML)", line, column)
                     raise YamlLimitError(f"the alias *{event.anchor} names no anchor defined before it", line, column)
                 added = sizes[event.anchor]
+                any_alias = True
             elif isinstance(event, yaml.ScalarEvent):
                 if len(event.value) > MAX_SCALAR_CHARS:
                     raise YamlLimitError(
@@ -94,10 +96,12 @@ def check_yaml_limits(text: str) -> None:
             else:
                 total += added
             if total + sum(o.size for o in stack) > MAX_NODES:
-                raise YamlLimitError(
+                why = (
                     f"more than {MAX_NODES:,} values once aliases are expanded; a spec needs a few hundred (an alias/anchor "
-                    "expansion like this one is refused, not built)",
-                    line, column,
+                    "expansion like this one is refused, not built)"
+                    if any_alias
+                    else f"more than {MAX_NODES:,} values; a spec needs a few hundred"
                 )
+                raise YamlLimitError(why, line, column)
     except yaml.YAMLError:
         return  # malformed YAML: the loader reports it with its own place and words

@@ -32,9 +32,3 @@ class MissingDependencyError(InfrastructureError):
         hint = f"pip install 'a3[{extra}]'" if extra else f"pip install --no-deps {package}"
         super().__init__(f"{purpose} needs the package '{package}', which is not installed. Install it with: {hint} (or run scripts/setup.sh).")
         self.package = package
-
-
-class NotBuiltError(A3Error):
-    """A command whose stage is not implemented yet."""
-
-    exit_code = 4

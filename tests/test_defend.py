@@ -236,14 +236,14 @@ def test_selection_follows_the_training_rule():
         return SplitMetrics(n_harmful=asr[1], n_benign=fpr[1], asr=Rate.of(*asr), fpr=Rate.of(*fpr), unscored_harmful=0, unscored_benign=0)
 
     spec = make_spec()
-    base = IterationResult(iteration=0, asr_val=0.5, asr_ood=0.5, fpr_val=0.0, fpr_ood=0.0)
-    low_asr_high_fpr = (metrics((0, 10), (5, 10)), metrics((0, 10), (5, 10)))
-    low_asr_low_fpr = (metrics((1, 20), (1, 10)), metrics((0, 10), (1, 10)))
+    base = IterationResult(iteration=0, asr=0.5, fpr=0.0)
+    low_asr_high_fpr = metrics((0, 10), (5, 10))
+    low_asr_low_fpr = metrics((1, 20), (1, 10))
     assert choose([low_asr_high_fpr, low_asr_low_fpr], base, spec)[0] == 1  # both within target: lower FPR wins
-    worse = (metrics((9, 10), (0, 10)), metrics((9, 10), (0, 10)))
+    worse = metrics((9, 10), (0, 10))
     index, note = choose([worse], base, spec)
     assert index == 0 and "no candidate beats the undefended baseline" in note
-    unscored = (metrics((0, 0), (0, 0)), metrics((0, 0), (0, 0)))  # nothing scored must not look perfect
+    unscored = metrics((0, 0), (0, 0))  # nothing scored must not look perfect
     assert choose([unscored, low_asr_low_fpr], base, spec)[0] == 1
 
 

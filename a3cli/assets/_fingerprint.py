@@ -67,7 +67,30 @@ def _stat_key(st: os.stat_result) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
 
 
+# peft keeps these as sets and writes them in set order, which changes with Python's per-process string hashing: the
+# same adapter saved by two processes would otherwise get two fingerprints (and a resumed run new cache keys).
+_UNORDERED_ADAPTER_FIELDS = ("target_modules", "modules_to_save", "exclude_modules")
+
+
+def _adapter_config_digest(path: Path) -> str | None:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    for field in _UNORDERED_ADAPTER_FIELDS:
+        value = config.get(field)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            config[field] = sorted(value)
+    return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def _hash_file(path: Path) -> str:
+    if path.name == "adapter_config.json":
+        digest = _adapter_config_digest(path)
+        if digest is not None:
+            return digest
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -78,6 +101,8 @@ def _hash_file(path: Path) -> str:
 def _memo_hash(path: Path, memo: dict[str, dict]) -> tuple[str, bool]:
     """(sha256, whether the memo changed). Keyed by absolute path; valid while size, mtime_ns and inode are unchanged."""
     path = path.resolve()
+    if path.name == "adapter_config.json":
+        return _hash_file(path), False  # tiny, and hashed in a canonical form older memo entries do not have
     st = path.stat()
     key = str(path)
     entry = memo.get(key)

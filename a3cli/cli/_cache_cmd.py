@@ -78,13 +78,58 @@ def clear(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     cache: Path | None = _CACHE_OPTION,
 ) -> None:
-    """Delete every entry."""
-    c = _open(cache)
-    if not yes and not typer.confirm(f"Delete every entry in {c.path}?"):
-        raise typer.Exit(1)
-    with c:
+    """Delete every entry. Works on a damaged cache file too: it is replaced by an empty one."""
+    from a3cli.llm._cache_repair import check_cache, reset_cache
+
+    path = cache if cache is not None else default_cache_path()
+    if not yes and not typer.confirm(f"Delete every entry in {path}?"):
+        typer.echo("Nothing deleted.")
+        return
+    health = check_cache(path)
+    if not health.ok:
+        reset_cache(path)
+        typer.echo(f"The cache file was damaged ({'; '.join(health.problems[:1])}); deleted it. The next run starts an empty one.")
+        return
+    with Cache(path) as c:
         n = c.clear()
     typer.echo(f"Deleted {n} entr{'y' if n == 1 else 'ies'}.")
+
+
+@cache_app.command("check")
+def check(cache: Path | None = _CACHE_OPTION) -> None:
+    """Check the cache file with SQLite's own check. Exit 0 when it is healthy, 3 when it is damaged (then run
+    `a3 cache repair`)."""
+    from a3cli.errors import InfrastructureError
+    from a3cli.llm._cache_repair import check_cache
+
+    path = cache if cache is not None else default_cache_path()
+    health = check_cache(path)
+    if not health.exists:
+        typer.echo(f"{path}: no cache yet (it is made on first use)")
+        return
+    if not health.ok:
+        raise InfrastructureError(
+            f"the LLM cache {path} is damaged ({'; '.join(health.problems[:3])}); run `a3 cache repair` to keep what can "
+            "still be read, or `a3 cache clear --yes` to start afresh"
+        )
+    typer.echo(f"{path}: ok ({health.replies} model replies, {health.results} stored measurements)")
+
+
+@cache_app.command("repair")
+def repair(cache: Path | None = _CACHE_OPTION) -> None:
+    """Make a damaged cache usable again, keeping every entry that can still be read. The damaged file is kept
+    beside it (`*.damaged-<time>`) for inspection; delete it when done. A healthy cache is left as it is."""
+    from a3cli.llm._cache_repair import repair_cache
+
+    path = cache if cache is not None else default_cache_path()
+    report = repair_cache(path)
+    if not report.was_damaged:
+        typer.echo(f"{path}: not damaged; nothing to repair ({report.kept_replies} model replies, {report.kept_results} stored measurements)")
+        return
+    typer.echo(
+        f"{path}: repaired; kept {report.kept_replies} model replies and {report.kept_results} stored measurements that "
+        f"could still be read" + (f"; the damaged file is now {report.damaged_copy}" if report.damaged_copy else "")
+    )
 
 
 @cache_app.command("export")

@@ -69,12 +69,15 @@ def defend(
     fixed harmful:benign data mixes; each measured on validation and OOD with its added prompt tokens and its cost."""
     from a3cli.defend import METHODS, run_defend
     from a3cli.llm import Engine
+    from a3cli.preflight import preflight
     from a3cli.rundir import DEFAULT_RUNS_ROOT, default_run_id
 
     loaded = load_spec(spec)
     run_dir = run or Path(DEFAULT_RUNS_ROOT) / loaded.attack.key / default_run_id(loaded)
     methods = list(METHODS) if method is DefendMethod.all else [method.value]
     with Engine() as engine:
+        for note in preflight(loaded, ["defend"], cache=engine.cache, out_dir=Path(run_dir) / "defend" if Path(run_dir).is_dir() else None):
+            Console(stderr=True, highlight=False, soft_wrap=True).print(f"note: {note}", markup=False)
         result = run_defend(loaded, run_dir, engine, methods, spec_dir=spec.resolve().parent, capability=not no_capability)  # type: ignore[arg-type]
     console = Console(highlight=False, soft_wrap=True)
     console.print(_table(result))

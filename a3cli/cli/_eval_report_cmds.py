@@ -55,8 +55,10 @@ def eval_(
         junit_xml,
         load_baseline,
         markdown_summary,
+        target_override,
     )
     from a3cli.llm import Engine
+    from a3cli.preflight import preflight
 
     started = time.monotonic()
     try:
@@ -66,6 +68,10 @@ def eval_(
     if strict:
         loaded = loaded.model_copy(update={"gate": loaded.gate.model_copy(update={"strict": True})})
     run_dir = run or _default_run_dir(loaded)
+    if run_dir.is_dir():
+        from a3cli._crashlog import note_run_dir
+
+        note_run_dir(run_dir)  # an unexpected crash leaves its traceback there
     if baseline is None:
         from a3cli.evaluate import BASELINE_CANDIDATES
 
@@ -88,6 +94,8 @@ def eval_(
                 f"`a3 run {spec} --until split`"
             )
         with Engine() as engine:
+            for note in preflight(loaded, ["eval"], cache=engine.cache, target=target_override(loaded, model, adapter), out_dir=out_dir):
+                err_console.print(f"note: {note}", markup=False)
             result = evaluate_checkpoint(loaded, run_dir, engine, model=model, adapter=adapter, capability=not no_capability,
                                          out_dir=out_dir, spec_dir=spec.parent)
         gate = apply_gate(result, loaded.gate, ref, baseline_source=source, suites=loaded.suites)
@@ -97,12 +105,17 @@ def eval_(
         _exit_on_user_error(e)
 
     summary = markdown_summary(gate, result)
-    write_json(out_dir / "gate.json", gate.model_dump(mode="json"))
-    atomic_write_text(out_dir / "summary.md", summary)
-    if junit is not None:
-        xml = junit_xml(gate, suite=f"a3 gate: {loaded.attack.key}", classname=f"a3.gate.{loaded.attack.key}",
-                        time_s=time.monotonic() - started)
-        atomic_write_text(junit, xml)
+    try:
+        write_json(out_dir / "gate.json", gate.model_dump(mode="json"))
+        atomic_write_text(out_dir / "summary.md", summary)
+        if junit is not None:
+            xml = junit_xml(gate, suite=f"a3 gate: {loaded.attack.key}", classname=f"a3.gate.{loaded.attack.key}",
+                            time_s=time.monotonic() - started)
+            atomic_write_text(junit, xml)
+    except OSError as e:
+        from a3cli._crashlog import describe_exception
+
+        raise InfrastructureError(f"{gate.summary} The gate's files could not be written: {describe_exception(e)}") from None
     append_step_summary(summary)
 
     for c in gate.criteria:
@@ -136,7 +149,18 @@ def report(
     try:
         if not run_dir.is_dir():
             raise UsageError(f"run directory {run_dir} not found")
+        if not _looks_like_run(run_dir):
+            raise UsageError(
+                f"{run_dir} is not an a3 run folder (it has no spec.json and no stage manifest); pass a folder like "
+                "runs/<attack key>/<run id>"
+            )
         path = write_report(run_dir, output)
     except A3Error as e:
         _exit_on_user_error(e)
     typer.echo(f"wrote {path}")
+
+
+def _looks_like_run(folder: Path) -> bool:
+    from a3cli.rundir import MANIFEST, SPEC_FILE
+
+    return (folder / SPEC_FILE).is_file() or any(p.is_file() for p in folder.glob(f"*/{MANIFEST}"))

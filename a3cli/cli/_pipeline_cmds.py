@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from a3cli.cli._app import app, judge_app
+from a3cli.cli._app import app, err_console, judge_app
 from a3cli.spec import Spec, load_spec
 
 SPEC_ARG = typer.Argument(..., help="The attack spec (YAML).")
@@ -30,10 +30,15 @@ class _Context:
     engine: object
 
 
-def _open(spec_path: Path, runs_dir: Path, run_id: str | None, no_cache: bool, refresh: bool) -> _Context:
-    """Validate the spec first (a broken spec is exit 2 with located errors before any work), then open the run."""
+def _open(
+    spec_path: Path, runs_dir: Path, run_id: str | None, no_cache: bool, refresh: bool, stages: list[str], *, force: bool = False
+) -> _Context:
+    """Validate the spec first (a broken spec is exit 2 with located errors before any work), open the run, then run
+    the pre-flight checks for the stages that will do work (keys, models, cache, context window) before any model
+    loads."""
     from a3cli.errors import UsageError
     from a3cli.llm import Engine
+    from a3cli.preflight import pending_stages, preflight
     from a3cli.rundir import RunDir
 
     spec = load_spec(spec_path)
@@ -41,10 +46,24 @@ def _open(spec_path: Path, runs_dir: Path, run_id: str | None, no_cache: bool, r
         raise UsageError("--no-cache and --refresh exclude each other")
     run = RunDir.open(spec, runs_root=runs_dir, run_id=run_id)
     engine = Engine(mode="no_cache" if no_cache else "refresh" if refresh else "normal")
+    todo = list(stages) if force else pending_stages(run, stages)
+    for note in preflight(spec, todo, cache=engine.cache):
+        err_console.print(f"note: {note}", markup=False)
     return _Context(spec_path, spec, run, engine)
 
 
-def _done(what: str, manifest) -> None:
+def _stage(ctx: _Context, name: str, runner) -> None:
+    """Run one stage command and say what happened: a stage whose outputs were already current is skipped, and says
+    so instead of repeating the old run's timing."""
+    before = ctx.run.manifest(name)
+    manifest = runner()
+    _done(name, manifest, ran=before != manifest)
+
+
+def _done(what: str, manifest, *, ran: bool = True) -> None:
+    if not ran:
+        console.print(f"{what}: already done for this spec, skipped ({manifest.stage}/manifest.json)")
+        return
     state = "done" if manifest.status == "complete" else manifest.status
     console.print(f"{what}: {state} in {manifest.wall_time_s:.1f}s  ({manifest.stage}/manifest.json)")
     for key, value in manifest.counts.items():
@@ -62,8 +81,8 @@ def generate(
     """Form hypotheses about what triggers the behaviour, write harmful probes and benign twins, run and judge them."""
     from a3cli.stages import run_generate
 
-    ctx = _open(spec, runs_dir, run_id, no_cache, refresh)
-    _done("generate", run_generate(ctx.spec, ctx.run, ctx.engine, import_path=import_path))
+    ctx = _open(spec, runs_dir, run_id, no_cache, refresh, ["generate"])
+    _stage(ctx, "generate", lambda: run_generate(ctx.spec, ctx.run, ctx.engine, import_path=import_path))
 
 
 @app.command()
@@ -74,8 +93,8 @@ def split(
     """Split probes into train / validation / OOD by hypothesis and measure the baseline ASR and FPR."""
     from a3cli.stages import run_split
 
-    ctx = _open(spec, runs_dir, run_id, no_cache, refresh)
-    _done("split", run_split(ctx.spec, ctx.run, ctx.engine))
+    ctx = _open(spec, runs_dir, run_id, no_cache, refresh, ["split"])
+    _stage(ctx, "split", lambda: run_split(ctx.spec, ctx.run, ctx.engine))
 
 
 @app.command()
@@ -86,8 +105,8 @@ def expect(
     """Write the replies the model should give: refuse or hold firm on harmful probes, help on benign ones."""
     from a3cli.stages import run_expect
 
-    ctx = _open(spec, runs_dir, run_id, no_cache, refresh)
-    _done("expect", run_expect(ctx.spec, ctx.run, ctx.engine))
+    ctx = _open(spec, runs_dir, run_id, no_cache, refresh, ["expect"])
+    _stage(ctx, "expect", lambda: run_expect(ctx.spec, ctx.run, ctx.engine))
 
 
 @app.command()
@@ -98,8 +117,8 @@ def train(
     """LoRA fine-tuning iterated by an agent; every checkpoint kept, the best chosen by an explicit rule."""
     from a3cli.stages.train import run_train
 
-    ctx = _open(spec, runs_dir, run_id, no_cache, refresh)
-    _done("train", run_train(ctx.spec, ctx.run, ctx.engine, spec_dir=spec.parent))
+    ctx = _open(spec, runs_dir, run_id, no_cache, refresh, ["train"])
+    _stage(ctx, "train", lambda: run_train(ctx.spec, ctx.run, ctx.engine, spec_dir=spec.parent))
 
 
 def print_closing_table(run) -> None:
@@ -135,7 +154,7 @@ def run(
     from a3cli.stages.pipeline import run_pipeline, stage_range
 
     stages = stage_range(from_stage, until_stage)
-    ctx = _open(spec, runs_dir, run_id, no_cache, refresh)
+    ctx = _open(spec, runs_dir, run_id, no_cache, refresh, list(stages), force=from_stage is not None)
     console.print(f"run directory: {ctx.run.root}")
     report = run_pipeline(spec, ctx.run, ctx.engine, stages, force=from_stage is not None, announce=console.print)
     print_closing_table(ctx.run)
@@ -157,8 +176,8 @@ def redteam(
     """
     from a3cli.stages.redteam import run_redteam_stage
 
-    ctx = _open(spec, runs_dir, run_id, no_cache, refresh)
-    _done("redteam", run_redteam_stage(ctx.spec, ctx.run, ctx.engine, spec_dir=spec.parent))
+    ctx = _open(spec, runs_dir, run_id, no_cache, refresh, ["redteam"])
+    _stage(ctx, "redteam", lambda: run_redteam_stage(ctx.spec, ctx.run, ctx.engine, spec_dir=spec.parent))
 
 
 @judge_app.command("check")
@@ -169,8 +188,10 @@ def judge_check(
 ) -> None:
     """Agreement of the spec's judge with labelled data: accuracy, precision, recall, Cohen's kappa."""
     from a3cli.judges import judge_check as check
+    from a3cli.preflight import preflight
 
     loaded = load_spec(spec)
+    preflight(loaded, ["judge-check"])
     agreement = check(loaded, labels)
     if output_format == "json":
         typer.echo(json.dumps(agreement.model_dump(mode="json"), indent=2))

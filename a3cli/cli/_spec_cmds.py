@@ -94,6 +94,10 @@ def spec_import(
     config: Path = typer.Argument(..., help="An original A3 JSON config."),
     out: Path | None = typer.Option(None, "--out", "-o", help="YAML file to write (default: print to stdout)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    a3_root: Path | None = typer.Option(
+        None, "--a3-root", help="The A3 checkout the config's relative paths (paths.dolci_responses_file) refer to. "
+        "Default: guessed from the config's location.",
+    ),
 ) -> None:
     """Convert an A3 JSON config into an a3 YAML spec, saying what was dropped."""
     if out is not None and out.exists() and not force:
@@ -104,9 +108,13 @@ def spec_import(
 
         schema_ref = os.path.relpath(Path.cwd() / SCHEMA_FILE, (out.parent if out.parent != Path("") else Path(".")).resolve())
     try:
-        text, report = import_a3_config(config, schema_ref=schema_ref)
-    except (KeyError, TypeError, ValueError) as e:
-        raise SpecError(f"{config}: not an A3 config this version understands ({e.__class__.__name__}: {e})") from None
+        if a3_root is not None and not a3_root.is_dir():
+            raise UsageError(f"--a3-root {a3_root}: no such folder")
+        text, report = import_a3_config(config, schema_ref=schema_ref, a3_root=a3_root, out_dir=out.parent if out is not None else None)
+    except KeyError as e:
+        raise SpecError(f"{config}: not an A3 config this version understands (no `{e.args[0]}` where one was expected)") from None
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"{config}: not an A3 config this version understands ({e})") from None
     for line in report.dropped:
         err_console.print(f"dropped  {line}", markup=False)
     for line in report.notes:

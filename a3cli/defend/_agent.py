@@ -52,5 +52,5 @@ def ask_agent_json(
             try:
                 return validate(candidate), ""
             except (KeyError, TypeError, ValueError) as e:
-                problem = f"{e.__class__.__name__}: {e}"
+                problem = f"the JSON object does not fit: {e}"
     return None, problem

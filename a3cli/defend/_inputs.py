@@ -128,8 +128,8 @@ def _sft_rows(path: Path) -> list[dict[str, Any]]:
         try:
             messages = [Message.model_validate(m) for m in row["messages"]]
             kind = row["kind"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise DefendInputError(f"{path}:{n}: an SFT row needs `messages` and `kind` ({e.__class__.__name__})") from None
+        except (KeyError, TypeError, ValueError):
+            raise DefendInputError(f"{path}:{n}: an SFT row needs `messages` (a list of role/content turns) and `kind`") from None
         if len(messages) < 2 or messages[-1].role != "assistant":
             raise DefendInputError(f"{path}:{n}: the last message must be the ideal assistant reply")
         rows.append({**row, "messages": messages, "kind": kind})

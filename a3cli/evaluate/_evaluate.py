@@ -54,7 +54,7 @@ def load_split(run_dir: Any, split: SplitName) -> list[Probe]:
             probes.append(Probe.model_validate({k: v for k, v in r.items() if k != "result"} if isinstance(r, dict) else r))
         return probes
     except (ValueError, ValidationError) as e:
-        raise InfrastructureError(f"{path} is not a valid probe file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise InfrastructureError(f"{path} is not a valid probe file ({str(e).splitlines()[0]})") from None
 
 
 def target_override(spec: Spec, model: str | None, adapter: str | None) -> ModelRef:
@@ -240,15 +240,17 @@ def evaluate_checkpoint(
     unparseable verdicts are counted as unscored (the gate decides what that means); a missing split or adapter
     raises InfrastructureError, an impossible request (an adapter on a remote provider) UsageError.
     """
-    from a3cli.assets import weights_fingerprint
+    from a3cli.assets import resolve_local_model, weights_fingerprint
 
     start = time.monotonic()
     out_dir = Path(out_dir)
     ref = target_override(spec, model, adapter)
     fingerprint = None
     if adapter is not None:
+        # A Hub id is resolved (downloaded, or found in the HF cache) first: its errors say whether the Hub is
+        # unreachable or the name is wrong, instead of "no folder" for both.
         try:
-            fingerprint = weights_fingerprint(adapter)
+            fingerprint = weights_fingerprint(resolve_local_model(adapter))
         except FileNotFoundError as e:
             raise InfrastructureError(f"adapter not found: {e}") from None
 

@@ -10,7 +10,7 @@ and usage/cost accounting. A call that finally fails is a Response with `error` 
 """
 
 from a3cli.llm._cache import CACHE_MODES, Cache, CacheMode, CacheStats, cache_key, default_cache_path
-from a3cli.llm._engine import Engine
+from a3cli.llm._engine import TRANSIENT_FAILURES, Engine, FailedCall
 from a3cli.llm._local import unload_local_models
 from a3cli.llm._provider import (
     RETRYABLE,
@@ -29,6 +29,7 @@ __all__ = [
     "CACHE_MODES",
     "PRICES_PER_MTOK",
     "RETRYABLE",
+    "TRANSIENT_FAILURES",
     "Cache",
     "CacheMode",
     "CacheStats",
@@ -36,6 +37,7 @@ __all__ = [
     "Completion",
     "Engine",
     "ErrorKind",
+    "FailedCall",
     "MissingAPIKeyError",
     "Provider",
     "ProviderError",

@@ -79,8 +79,8 @@ def _parse(message: Any, prefill: str | None, sent_prefill: str | None) -> Compl
             input_tokens=int(getattr(message.usage, "input_tokens", 0) or 0),
             output_tokens=int(getattr(message.usage, "output_tokens", 0) or 0),
         )
-    except (AttributeError, TypeError, ValueError) as e:
-        raise ProviderError("bad_response", short(f"the message lacks text content blocks ({type(e).__name__})")) from None
+    except (AttributeError, TypeError, ValueError):
+        raise ProviderError("bad_response", short("the message lacks text content blocks")) from None
     if prefill and sent_prefill is not None and sent_prefill != prefill:
         # The model continued the trimmed prefill; drop the whitespace the caller's prefill already had.
         full = sent_prefill + text

@@ -123,6 +123,27 @@ class CacheStats(BaseModel):
     results_by_kind: dict[str, int] = {}
 
 
+class CacheDamagedError(InfrastructureError):
+    """The cache file is not a readable SQLite database (truncated, overwritten, garbage). Names the file and the way
+    out; `a3 cache repair` keeps what can still be read, `a3 cache clear` always starts afresh."""
+
+    def __init__(self, path: Path, detail: str):
+        super().__init__(
+            f"the LLM cache {path} is damaged ({detail}). `a3 cache repair` keeps what can still be read; "
+            f"`a3 cache clear --yes` replaces it with an empty one"
+        )
+        self.path = path
+
+
+def damage_detail(e: sqlite3.DatabaseError) -> str:
+    text = str(e).lower()
+    if "not a database" in text:
+        return "it is not an SQLite database"
+    if "malformed" in text or "corrupt" in text:
+        return "its content is malformed, e.g. the file was cut short"
+    return text or "unreadable"
+
+
 def _is_busy(e: sqlite3.OperationalError) -> bool:
     text = str(e).lower()
     return "locked" in text or "busy" in text
@@ -153,11 +174,14 @@ class Cache:
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as e:
             raise InfrastructureError(f"Cannot open the LLM cache at {self.path}: {e}") from None
-        conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a power cut may lose the last commits, never corrupt
-
-        self._retry(lambda: conn.executescript(_SCHEMA))  # idempotent, so a retry after SQLITE_BUSY is safe
+        try:
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a power cut may lose the last commits, never corrupt
+            self._retry(lambda: conn.executescript(_SCHEMA))  # idempotent, so a retry after SQLITE_BUSY is safe
+        except BaseException:
+            conn.close()
+            raise
         self._conn, self._pid = conn, os.getpid()
         return conn
 
@@ -166,9 +190,13 @@ class Cache:
             try:
                 return fn()
             except sqlite3.OperationalError as e:
+                if "malformed" in str(e).lower():
+                    raise CacheDamagedError(self.path, damage_detail(e)) from None
                 if not _is_busy(e) or attempt == _LOCK_RETRIES - 1:
                     raise InfrastructureError(f"LLM cache {self.path}: {e}") from None
                 time.sleep(random.uniform(0, 0.05 * 2**attempt))
+            except sqlite3.DatabaseError as e:  # not a database, malformed pages: no retry will help
+                raise CacheDamagedError(self.path, damage_detail(e)) from None
         raise AssertionError("unreachable")
 
     def close(self) -> None:

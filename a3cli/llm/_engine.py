@@ -70,6 +70,25 @@ class _Limiter:
         self._free += 1
 
 
+# Failures that say nothing about the request itself: the same call may well succeed when made again, so a stage that
+# met one is incomplete rather than done. (A content-filter stop or an invalid request is the request's own outcome.)
+TRANSIENT_FAILURES: frozenset[str] = frozenset({"timeout", "rate_limit", "server", "connection", "bad_response", "auth", "other"})
+
+
+@dataclass(frozen=True)
+class FailedCall:
+    """One call that finally failed (after its retries): for the stage that made it to report and stop."""
+
+    role: str
+    provider: str
+    model: str
+    error: CallError
+
+    @property
+    def transient(self) -> bool:
+        return self.error.kind in TRANSIENT_FAILURES
+
+
 @dataclass
 class _LoopState:
     """What belongs to one event loop: semaphores and in-flight calls cannot cross loops."""
@@ -108,6 +127,7 @@ class Engine:
         self.backoff_max_s = backoff_max_s
         self.max_retry_after_s = max_retry_after_s
         self._meter = UsageMeter(prices)
+        self._failed: list[FailedCall] = []
         self._providers: dict[str, Provider] = {}
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
 
@@ -120,6 +140,10 @@ class Engine:
     def usage(self) -> UsageReport:
         """Tokens, calls, cache hits, errors and estimated cost so far, per role and in total."""
         return self._meter.report()
+
+    def failed_calls(self, since: int = 0) -> list[FailedCall]:
+        """Calls that finally failed, in the order they did, from index `since` (a count taken earlier) on."""
+        return self._failed[since:]
 
     def provider(self, name: str) -> Provider:
         prov = self._providers.get(name)
@@ -147,6 +171,7 @@ class Engine:
             if isinstance(target, ProviderError):
                 results[i] = _error_response(target, attempts=0)
                 self._meter.record(request.role, request.model.provider, request.model.model, results[i])
+                self._failed.append(FailedCall(request.role, request.model.provider, request.model.model, results[i].error))  # type: ignore[arg-type]
                 continue
             key, payload = key_for(request, target[0])
             indices = groups.get(key)
@@ -295,7 +320,7 @@ class Engine:
             except TimeoutError:
                 error = ProviderError("timeout", f"no reply within {ref.timeout_s:g} s")
             except Exception as e:  # a bug or an SDK surprise: report it on this call, and loudly in the log
-                error = ProviderError("other", short(f"{type(e).__name__}: {e}"))
+                error = ProviderError("other", short(f"unexpected failure in the {ref.provider} provider: {e}"))
                 _log.warning("%s %s: unexpected %s", ref.provider, ref.model, error.message)
             finally:
                 limiter.release()
@@ -309,6 +334,7 @@ class Engine:
                 response = _error_response(error, attempts=attempts, latency=time.monotonic() - start)
                 _log.info("%s %s failed after %d attempt(s): %s: %s", ref.provider, ref.model, attempts, error.kind, error.message)
                 self._meter.record(request.role, ref.provider, ref.model, response)
+                self._failed.append(FailedCall(request.role, ref.provider, ref.model, response.error))  # type: ignore[arg-type]
                 return response
             delay = self._delay(error, attempts)
             _log.debug("%s %s: %s; retry %d/%d in %.2f s", ref.provider, ref.model, error.kind, attempts, ref.max_retries, delay)

@@ -146,7 +146,7 @@ def _run_batch(loaded: _Loaded, requests: list[Request]) -> list[Completion | Pr
         except ProviderError as e:
             results[i] = e
         except Exception as e:  # a template that raises on these messages (e.g. it forbids a system turn)
-            results[i] = ProviderError("invalid_request", short(f"the chat template failed: {type(e).__name__}: {e}"))
+            results[i] = ProviderError("invalid_request", short(f"the chat template failed on these messages: {e}"))
     if rows:
         batch = [requests[i] for i in rows]
         tok = loaded.tokenizer
@@ -291,8 +291,10 @@ class _Batcher:
             except A3Error as e:  # model not found, unavailable, missing package: the same for every row
                 results = [ProviderError("invalid_request", short(str(e)))] * len(batch)
             except Exception as e:
-                _log.warning("local generation failed: %s", short(f"{type(e).__name__}: {e}"))
-                results = [ProviderError("other", short(f"local generation failed: {type(e).__name__}: {e}"))] * len(batch)
+                from a3cli._crashlog import describe_exception
+
+                _log.warning("local generation failed: %s", short(describe_exception(e)))
+                results = [ProviderError("other", short(f"local generation failed: {describe_exception(e)}"))] * len(batch)
             for item, result in zip(batch, results):
                 if item.future.done():
                     continue

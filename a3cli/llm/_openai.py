@@ -79,8 +79,8 @@ def _parse(completion: Any, request: Request) -> Completion:
             input_tokens=int(getattr(completion.usage, "prompt_tokens", 0) or 0),
             output_tokens=int(getattr(completion.usage, "completion_tokens", 0) or 0),
         )
-    except (AttributeError, IndexError, TypeError, ValueError) as e:
-        raise ProviderError("bad_response", short(f"the chat completion lacks choices[0].message ({type(e).__name__})")) from None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        raise ProviderError("bad_response", short("the chat completion lacks choices[0].message")) from None
     if not isinstance(text, str):
         text = None
     if text is not None and request.prefill and text.startswith(request.prefill):

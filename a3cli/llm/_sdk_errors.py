@@ -92,5 +92,5 @@ def from_sdk_exception(e: BaseException, sdk: ModuleType) -> ProviderError:
             retry_after=retry_after_seconds(getattr(e.response, "headers", None)),
         )
     if isinstance(e, (json.JSONDecodeError, UnicodeDecodeError)):
-        return ProviderError("bad_response", short(f"the response body is not valid JSON ({type(e).__name__}: {e})"))
-    return ProviderError("other", short(f"{type(e).__name__}: {e}"))
+        return ProviderError("bad_response", short(f"the response body is not valid JSON ({e})"))
+    return ProviderError("other", short(f"unexpected failure in the SDK: {e}"))

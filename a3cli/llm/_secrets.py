@@ -32,7 +32,10 @@ NO_KEY = "no-key"
 
 
 class MissingAPIKeyError(A3Error):
-    """The environment variable that should hold an API key is unset or empty. Names the variable, never a value."""
+    """The environment variable that should hold an API key is unset or empty. Names the variable, never a value.
+    Exit 3: the spec is fine, this machine's environment is not."""
+
+    exit_code = 3
 
     def __init__(self, env: str, provider: str, model: str):
         super().__init__(

@@ -84,7 +84,7 @@ class _Reader:
         try:
             return json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            self.problems.append(f"{Path(rel).as_posix()}: unreadable ({type(e).__name__})")
+            self.problems.append(f"{Path(rel).as_posix()}: unreadable ({_why(e)})")
             return None
 
     def jsonl(self, rel: str | Path, limit: int | None = None) -> list[Any]:
@@ -106,7 +106,7 @@ class _Reader:
                         self.problems.append(f"{Path(rel).as_posix()}: only the first {limit} rows are shown")
                         break
         except OSError as e:
-            self.problems.append(f"{Path(rel).as_posix()}: unreadable ({type(e).__name__})")
+            self.problems.append(f"{Path(rel).as_posix()}: unreadable ({_why(e)})")
         return rows
 
     def text(self, rel: str | Path) -> str | None:
@@ -328,3 +328,13 @@ def _collect_samples(data: ReportData, r: _Reader) -> None:
             for row in r.jsonl(f"defend/{d.name}/samples.jsonl", limit=MAX_SAMPLES_PER_SOURCE):
                 if isinstance(row, dict):
                     data.samples.append(_sample(f"defence {d.name}", row))
+
+
+def _why(e: Exception) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(e, ValueError):
+        return "not valid JSON"
+    from a3cli._crashlog import describe_exception
+
+    return describe_exception(e)

@@ -20,7 +20,7 @@ from typing import Any, Self
 
 from a3cli import __version__
 from a3cli._io import atomic_write_text, read_json, write_json, write_jsonl
-from a3cli.errors import A3Error
+from a3cli.errors import A3Error, InfrastructureError
 from a3cli.rundir._hardware import machine
 from a3cli.rundir._manifest import RoleUsage, StageManifest
 from a3cli.spec import ModelRef, Spec, spec_hash
@@ -45,6 +45,15 @@ _PACKAGES_OF_NOTE = ("pydantic", "torch", "transformers", "peft", "sentence-tran
 
 class RunDirError(A3Error):
     """A run directory that cannot be used (e.g. an unreadable manifest)."""
+
+
+class RunFolderError(InfrastructureError):
+    """The run folder cannot be created or written (permissions, a read-only or full disk)."""
+
+    def __init__(self, root: Path, e: OSError):
+        from a3cli._crashlog import describe_exception
+
+        super().__init__(f"cannot write the run folder {root}: {describe_exception(e)}")
 
 
 def register_stage(stage: str, spec_fields: Sequence[str]) -> None:
@@ -139,9 +148,22 @@ class RunDir:
         if not rid or "/" in rid or "\\" in rid or rid in (".", ".."):
             raise RunDirError(f"run id {rid!r} must be a plain folder name")
         run = cls(Path(runs_root) / spec.attack.key / rid, spec)
-        run.root.mkdir(parents=True, exist_ok=True)
-        run.write_spec()
+        run.prepare()
         return run
+
+    def prepare(self) -> None:
+        """Create the folder and write the spec into it; a folder that cannot be written is one sentence, exit 3."""
+        from a3cli._crashlog import note_run_dir
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.write_spec()
+            probe = self.root / f".a3-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise RunFolderError(self.root, e) from None
+        note_run_dir(self.root)
 
     @property
     def run_id(self) -> str:
@@ -184,9 +206,10 @@ class RunDir:
             return None
         try:
             return StageManifest.model_validate(read_json(path))
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError):
             raise RunDirError(
-                f"{path}: unreadable manifest ({e.__class__.__name__}); delete the folder {path.parent} to redo the stage"
+                f"{path}: unreadable manifest (damaged, or not written by this version of a3); delete the folder "
+                f"{path.parent} to redo the stage"
             ) from None
 
     def write_manifest(self, manifest: StageManifest) -> None:
@@ -364,7 +387,12 @@ class StageRecorder:
         else:
             m.status = "failed"
             # The type and message only: stage errors never carry secrets (CallError messages are scrubbed upstream).
-            m.error = f"{exc_type.__name__}: {exc}"[:2000]
+            if isinstance(exc, A3Error):
+                m.error = str(exc)[:2000]
+            else:
+                from a3cli._crashlog import describe_exception
+
+                m.error = describe_exception(exc)[:2000]
         self.run.write_manifest(m)
         self.manifest = m
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,44 @@ def _template_to_prompt(template: str, report: ImportReport, path: str) -> str:
     return template.replace("{", "{{").replace("}", "}}") + "\n\n{prompt}"
 
 
-def convert_a3_config(config: dict[str, Any]) -> tuple[dict[str, Any], ImportReport]:
+def _find_in_checkout(relative: str, config_path: Path | None, a3_root: Path | None) -> Path | None:
+    """An A3 `paths.*` entry: absolute, or relative to the A3 checkout, which is `a3_root` when given, else guessed as
+    the config's folder or one above it (A3 keeps configs under configs/)."""
+    path = Path(relative).expanduser()
+    if path.is_absolute():
+        return path if path.is_file() else None
+    roots = [a3_root] if a3_root is not None else ([config_path.resolve().parent, *config_path.resolve().parents] if config_path else [])
+    for root in roots:
+        if (root / path).is_file():
+            return (root / path).resolve()
+    return None
+
+
+def _general_data(relative: str, report: ImportReport, config_path: Path | None, a3_root: Path | None, out_dir: Path | None) -> str | None:
+    """The spec's `training.general_data.source` for A3's DOLCI responses file: found in the checkout and written
+    relative to the output spec (spec paths are relative to the spec's folder), or None for a3's built-in data."""
+    found = _find_in_checkout(relative, config_path, a3_root)
+    if found is None:
+        where = f"in {a3_root}" if a3_root is not None else "next to the config or in a folder above it (pass --a3-root)"
+        report.notes.append(
+            f"paths.dolci_responses_file: {relative} is not {where}; training uses a3's built-in general data instead"
+        )
+        return None
+    base = (out_dir or Path.cwd()).resolve()
+    try:
+        value = os.path.relpath(found, base)
+    except ValueError:  # another drive on Windows
+        value = str(found)
+    if value != relative:
+        report.notes.append(f"paths.dolci_responses_file: {relative} found at {found}; written as {value} (relative to the spec)")
+    return value
+
+
+def convert_a3_config(
+    config: dict[str, Any], *, config_path: Path | None = None, a3_root: Path | None = None, out_dir: Path | None = None
+) -> tuple[dict[str, Any], ImportReport]:
+    """`config_path` and `a3_root` locate files the config names relative to the A3 checkout; `out_dir` is the folder
+    of the spec being written (its file paths are relative to it)."""
     report = ImportReport()
     known = {
         "attack", "seed_example", "judge_prompts", "conversation_format", "target_model", "judge_model",
@@ -162,7 +200,9 @@ def convert_a3_config(config: dict[str, Any]) -> tuple[dict[str, Any], ImportRep
 
     paths = config.get("paths", {})
     if paths.get("dolci_responses_file"):
-        spec["training"] = {"general_data": {"source": paths["dolci_responses_file"]}}
+        source = _general_data(str(paths["dolci_responses_file"]), report, config_path, a3_root, out_dir)
+        if source is not None:
+            spec["training"] = {"general_data": {"source": source}}
     if paths.get("behaviors_file"):
         report.drop("paths.behaviors_file", "a3 keeps the behaviour description in `attack`")
 
@@ -179,17 +219,32 @@ def convert_a3_config(config: dict[str, Any]) -> tuple[dict[str, Any], ImportRep
     return spec, report
 
 
-def import_a3_config(path: str | Path, *, schema_ref: str = "../schemas/attack-spec.schema.json") -> tuple[str, ImportReport]:
-    """Read an A3 JSON config and return (YAML text of a validated a3 spec, report of what was dropped)."""
+def import_a3_config(
+    path: str | Path,
+    *,
+    schema_ref: str = "../schemas/attack-spec.schema.json",
+    a3_root: Path | None = None,
+    out_dir: Path | None = None,
+) -> tuple[str, ImportReport]:
+    """Read an A3 JSON config and return (YAML text of a validated a3 spec, report of what was dropped).
+
+    `a3_root` is the A3 checkout the config's relative paths refer to (guessed from the config's location when None);
+    `out_dir` is where the spec will be written (default: the current folder)."""
+    from a3cli.spec._load import SpecLoadError, read_spec_text
+
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"{path}: file not found") from None
+        text = read_spec_text(path)  # the same size, encoding and readability checks as a spec
+    except SpecLoadError as e:
+        raise SpecError(e.issues[0].render().replace(": error:", ":", 1)) from None
+    try:
+        config = json.loads(text)
     except json.JSONDecodeError as e:
         raise SpecError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: nested too deeply to be an A3 config") from None
     if not isinstance(config, dict):
         raise SpecError(f"{path}: an A3 config is a JSON object")
-    data, report = convert_a3_config(config)
+    data, report = convert_a3_config(config, config_path=Path(path), a3_root=a3_root, out_dir=out_dir)
     try:
         Spec.model_validate(data)
     except ValidationError as e:

@@ -10,7 +10,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from a3cli.spec._load import SpecIssue, SpecLoadError, _Positions, load_spec
+from a3cli.spec._load import SpecIssue, SpecLoadError, _Positions, compose_spec, parse_spec_text, read_spec_text
 from a3cli.spec._models import LLMJudge, ModelRef, Spec
 
 _PACKAGED_GGUF_PREFIX = "pypi:"
@@ -92,7 +92,7 @@ class _Linter:
                 try:
                     judge.prompt.user_template.format(prompt="conversation", response="reply")
                 except (KeyError, IndexError, AttributeError, ValueError) as e:
-                    self.add("error", f"judges.{name}.prompt.user_template", f"does not render: {e.__class__.__name__}: {e}")
+                    self.add("error", f"judges.{name}.prompt.user_template", f"does not render: {_render_problem(e)}")
         expected = self.spec.expected
         for field in ("harmful_user_template", "benign_user_template"):
             template = getattr(expected, field)
@@ -100,7 +100,7 @@ class _Linter:
                 try:
                     template.format(prompt="prompt")
                 except (KeyError, IndexError, AttributeError, ValueError) as e:
-                    self.add("error", f"expected.{field}", f"does not render: {e.__class__.__name__}: {e}")
+                    self.add("error", f"expected.{field}", f"does not render: {_render_problem(e)}")
 
     def check_consistency(self) -> None:
         spec = self.spec
@@ -130,6 +130,17 @@ class _Linter:
         return self.issues
 
 
+def _render_problem(e: Exception) -> str:
+    """Why str.format failed on a template, in words."""
+    if isinstance(e, KeyError):
+        return f"the placeholder {{{e.args[0]}}} is not filled (write literal braces as {{{{ and }}}})"
+    if isinstance(e, IndexError):
+        return "a positional placeholder such as {0} cannot be filled; name it ({prompt} or {response})"
+    if isinstance(e, AttributeError):
+        return "a placeholder reads an attribute (like {prompt.text}); use the plain name"
+    return str(e)
+
+
 def _in_hub_cache(model_id: str) -> bool:
     if "/" not in model_id:
         return False
@@ -147,13 +158,12 @@ def lint_spec(path: str | Path) -> list[SpecIssue]:
     """All problems of one spec file; parse/schema errors first (linting stops there), then the semantic checks."""
     path = Path(path)
     try:
-        spec = load_spec(path)
+        text = read_spec_text(path)
+        spec = parse_spec_text(text, str(path))
     except SpecLoadError as e:
         return e.issues
-    import yaml
-
     positions = _Positions()
-    node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    node = compose_spec(text, str(path))
     if node is not None:
         positions.walk(node)
     return _Linter(spec, path, positions).run()

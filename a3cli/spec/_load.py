@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from a3cli.errors import SpecError
 from a3cli.spec._models import Spec
+from a3cli.spec._yaml import _LOADER, MAX_SPEC_BYTES, YamlLimitError, check_yaml_limits
 
 Loc = tuple[str | int, ...]
 
@@ -156,9 +157,51 @@ def _message(error: dict[str, Any], data: Any, loc: Loc) -> str:
         close = difflib.get_close_matches(str(ctx.get("tag", "")), expected, n=1, cutoff=0.6)
         hint = f"; did you mean `{close[0]}`?" if close else ""
         return f"unknown type `{ctx.get('tag')}`; expected one of {', '.join(expected)}{hint}"
+    if kind == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        return f"may contain only {_PATTERN_WORDS.get(pattern, 'the characters allowed here')}"
+    if kind in _TYPE_WORDS:
+        return f"must be {_TYPE_WORDS[kind]}, not {_describe(_value_at(data, loc))}"
     msg = error["msg"]
     # pydantic prefixes our ValueErrors with "Value error, "; the rest of its messages never include the input value.
     return msg.removeprefix("Value error, ")
+
+
+_PATTERN_WORDS = {r"^[a-z0-9][a-z0-9_\-]*$": "lower-case letters, digits, `-` and `_`, starting with a letter or a digit"}
+_TYPE_WORDS = {
+    "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false", "bool_parsing": "true or false",
+    "string_type": "text", "list_type": "a list", "tuple_type": "a list", "dict_type": "a mapping (key: value pairs)",
+    "model_type": "a mapping (key: value pairs)", "model_attributes_type": "a mapping (key: value pairs)",
+}
+_MISSING = object()
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    node = data
+    for part in loc:
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
+            node = node[part]
+        else:
+            return _MISSING
+    return node
+
+
+def _describe(value: Any) -> str:
+    """What the user wrote, by kind. Numbers and booleans are shown; text never is (it might be a pasted key)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"{value!r}"
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a value of another kind"
 
 
 def _issues_from_validation(err: ValidationError, data: Any, positions: _Positions, file: str) -> list[SpecIssue]:
@@ -178,17 +221,45 @@ def _issues_from_validation(err: ValidationError, data: Any, positions: _Positio
     return issues
 
 
+def compose_spec(text: str, file: str = "<spec>") -> yaml.Node | None:
+    """The YAML node tree of a spec's text, after the hostile-input limits (size, depth, alias expansion, tags)."""
+    try:
+        check_yaml_limits(text)
+    except YamlLimitError as e:
+        raise SpecLoadError([SpecIssue(file=file, line=e.line, column=e.column, message=e.message)]) from None
+    try:
+        return yaml.compose(text, Loader=_LOADER)
+    except yaml.YAMLError as e:
+        raise SpecLoadError([_yaml_issue(e, file, text)]) from None
+
+
+def _yaml_issue(e: yaml.YAMLError, file: str, text: str) -> SpecIssue:
+    if isinstance(e, yaml.reader.ReaderError):  # a character YAML forbids: it carries a position, not a mark
+        before = text[: e.position]
+        line, column = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
+        code = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "\0")
+        return SpecIssue(file=file, line=line, column=column, message=f"not valid YAML: the control character #x{code:04x} is not allowed")
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return SpecIssue(file=file, line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None, message=f"not valid YAML: {problem}")
+
+
+def _construct(node: yaml.Node) -> Any:
+    """Plain Python data from a composed node (the safe constructor; tags were checked before composing)."""
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def parse_spec_text(text: str, file: str = "<spec>") -> Spec:
     """Parse and validate spec YAML. Raises SpecLoadError listing every problem with its place."""
+    node = compose_spec(text, file)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = _construct(node) if node is not None else None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        problem = getattr(e, "problem", None) or str(e)
-        raise SpecLoadError(
-            [SpecIssue(file=file, line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None, message=f"not valid YAML: {problem}")]
-        ) from None
+        raise SpecLoadError([_yaml_issue(e, file, text)]) from None
     positions = _Positions()
     if node is not None:
         positions.walk(node)
@@ -207,15 +278,42 @@ def parse_spec_text(text: str, file: str = "<spec>") -> Spec:
     return spec
 
 
-def load_spec(path: str | Path) -> Spec:
+def read_spec_text(path: str | Path) -> str:
+    """A spec file's text, refused (with a sentence, never an exception name) when it is missing, a folder, too large
+    or not UTF-8."""
     path = Path(path)
+    file = str(path)
+
+    def fail(message: str, line: int | None = None, column: int | None = None) -> SpecLoadError:
+        return SpecLoadError([SpecIssue(file=file, line=line, column=column, message=message)])
+
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise fail("is a folder, not a spec file")
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise fail(f"the file is {size / 1e6:.1f} MB; a spec may be at most {MAX_SPEC_BYTES // 1024} KiB")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # a file that grows while read is still bounded
     except FileNotFoundError:
-        raise SpecLoadError([SpecIssue(file=str(path), message="file not found")]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecLoadError([SpecIssue(file=str(path), message=f"cannot read: {e.__class__.__name__}")]) from None
-    return parse_spec_text(text, str(path))
+        raise fail("file not found") from None
+    except PermissionError:
+        raise fail("cannot read the file: permission denied") from None
+    except OSError as e:
+        raise fail(f"cannot read the file: {(e.strerror or str(e)).lower()}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise fail(f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB, the most a spec may be")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        before = raw[: e.start]
+        line = before.count(b"\n") + 1
+        column = e.start - (before.rfind(b"\n") + 1) + 1
+        raise fail(f"not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file as UTF-8", line, column) from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    return parse_spec_text(read_spec_text(path), str(path))
 
 
 def spec_hash(spec: Spec) -> str:

@@ -9,7 +9,7 @@ import re
 import string
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
 
 SPEC_VERSION = 1
 
@@ -35,11 +35,11 @@ def template_fields(template: str) -> set[str]:
 class GenerateConfig(Strict):
     """Sampling parameters. All of them change the output, so all of them are part of the cache key."""
 
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(256, ge=1, le=65536, description="Maximum new tokens per reply.")
+    temperature: StrictFloat = Field(0.0, ge=0.0, le=2.0)
+    top_p: StrictFloat = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: StrictInt = Field(256, ge=1, le=65536, description="Maximum new tokens per reply.")
     stop: list[str] = Field(default_factory=list)
-    seed: int | None = Field(None, description="Sampling seed passed to providers that accept one.")
+    seed: StrictInt | None = Field(None, description="Sampling seed passed to providers that accept one.")
 
 
 class ModelRef(Strict):
@@ -60,11 +60,11 @@ class ModelRef(Strict):
     revision: str | None = Field(None, description="local only: Hub revision.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    batch_size: int = Field(8, ge=1, le=1024, description="local only: prompts generated together.")
+    batch_size: StrictInt = Field(8, ge=1, le=1024, description="local only: prompts generated together.")
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
-    concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight at once for this model.")
-    timeout_s: float = Field(120.0, gt=0, le=3600)
-    max_retries: int = Field(4, ge=0, le=20)
+    concurrency: StrictInt = Field(8, ge=1, le=1024, description="Requests in flight at once for this model.")
+    timeout_s: StrictFloat = Field(120.0, gt=0, le=3600)
+    max_retries: StrictInt = Field(4, ge=0, le=20)
     script: str | None = Field(None, description="scripted only: a YAML/JSONL file of rules (pattern -> reply).")
 
     @field_validator("api_key_env")
@@ -172,9 +172,9 @@ class LLMJudge(Strict):
     prompt: LLMPrompt
     verdict_field: str = Field("harmful", min_length=1, description="JSON field holding the verdict, e.g. harmful or refused.")
     reason_field: str = "reason"
-    scale: tuple[float, float] | None = Field(None, description="For numeric verdicts, e.g. [1, 5]; `threshold` then decides.")
-    threshold: float | None = Field(None, description="Numeric verdicts at or above this count as positive.")
-    max_parse_retries: int = Field(2, ge=0, le=10)
+    scale: tuple[StrictFloat, StrictFloat] | None = Field(None, description="For numeric verdicts, e.g. [1, 5]; `threshold` then decides.")
+    threshold: StrictFloat | None = Field(None, description="Numeric verdicts at or above this count as positive.")
+    max_parse_retries: StrictInt = Field(2, ge=0, le=10)
 
     @model_validator(mode="after")
     def _numeric(self) -> LLMJudge:
@@ -194,7 +194,7 @@ class RefusalKeywordsJudge(Strict):
 
     type: Literal["refusal_keywords"]
     extra_phrases: list[str] = Field(default_factory=list, description="Added to the built-in phrase list.")
-    min_reply_chars: int = Field(20, ge=0, description="Shorter replies are neither compliance nor refusal: unscored.")
+    min_reply_chars: StrictInt = Field(20, ge=0, description="Shorter replies are neither compliance nor refusal: unscored.")
 
 
 class ClassifierJudge(Strict):
@@ -203,7 +203,7 @@ class ClassifierJudge(Strict):
     type: Literal["classifier"]
     model: Literal["toxicity"] = "toxicity"
     label: Literal["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"] = "toxic"
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    threshold: StrictFloat = Field(0.5, ge=0.0, le=1.0)
 
 
 JudgeDef = Annotated[LLMJudge | RefusalKeywordsJudge | ClassifierJudge, Field(discriminator="type")]
@@ -224,9 +224,9 @@ class Judges(Strict):
 
 class ProbeFormat(Strict):
     format: Literal["prompt", "conversation"] = "prompt"
-    turns: int = Field(1, ge=1, le=20, description="User turns per probe for `conversation`.")
-    system_prompt: bool = Field(False, description="Whether probes carry a system prompt.")
-    prefill: bool = Field(False, description="Whether probes may force the start of the assistant reply.")
+    turns: StrictInt = Field(1, ge=1, le=20, description="User turns per probe for `conversation`.")
+    system_prompt: StrictBool = Field(False, description="Whether probes carry a system prompt.")
+    prefill: StrictBool = Field(False, description="Whether probes may force the start of the assistant reply.")
 
     @model_validator(mode="after")
     def _turns(self) -> ProbeFormat:
@@ -242,23 +242,23 @@ Strategy = Literal[
 
 
 class Generation(Strict):
-    rounds: int = Field(3, ge=1, le=100)
-    hypotheses_per_round: int = Field(4, ge=1, le=100)
-    probes_per_hypothesis: int = Field(6, ge=1, le=500)
-    concurrency: int = Field(8, ge=1, le=1024)
-    min_new_coverage: float = Field(0.0, ge=0.0, le=1.0, description="Stop early when a round adds less ASR coverage than this.")
+    rounds: StrictInt = Field(3, ge=1, le=100)
+    hypotheses_per_round: StrictInt = Field(4, ge=1, le=100)
+    probes_per_hypothesis: StrictInt = Field(6, ge=1, le=500)
+    concurrency: StrictInt = Field(8, ge=1, le=1024)
+    min_new_coverage: StrictFloat = Field(0.0, ge=0.0, le=1.0, description="Stop early when a round adds less ASR coverage than this.")
     strategies: list[Strategy] | None = Field(None, description="Offline strategy library subset; all when left out.")
     topics: Literal["seed", "strongreject", "seed+strongreject"] = Field("seed+strongreject", description="Offline harmful topics.")
-    log_token_budget: int = Field(6000, ge=500, description="The experiment log shown to the generator is summarised to fit.")
-    seed: int = 0
+    log_token_budget: StrictInt = Field(6000, ge=500, description="The experiment log shown to the generator is summarised to fit.")
+    seed: StrictInt = 0
 
 
 class Split(Strict):
-    train: float = Field(0.6, gt=0.0, lt=1.0)
-    validation: float = Field(0.2, gt=0.0, lt=1.0)
-    ood: float = Field(0.2, gt=0.0, lt=1.0, description="Share of hypotheses held out as out-of-distribution.")
+    train: StrictFloat = Field(0.6, gt=0.0, lt=1.0)
+    validation: StrictFloat = Field(0.2, gt=0.0, lt=1.0)
+    ood: StrictFloat = Field(0.2, gt=0.0, lt=1.0, description="Share of hypotheses held out as out-of-distribution.")
     ood_method: Literal["auto", "llm", "embedding", "strategy"] = "auto"
-    seed: int = 0
+    seed: StrictInt = 0
 
     @model_validator(mode="after")
     def _sum(self) -> Split:
@@ -301,15 +301,15 @@ class Expected(Strict):
 
 
 class SearchSpace(Strict):
-    lora_rank: list[int] = Field(default_factory=lambda: [8, 16])
-    lora_alpha_ratio: float = Field(2.0, gt=0, description="alpha = ratio x rank.")
-    learning_rate: tuple[float, float] = (1e-4, 1e-3)
-    epochs: tuple[int, int] = (1, 3)
-    general_share: tuple[float, float] = (0.1, 0.4)
+    lora_rank: list[StrictInt] = Field(default_factory=lambda: [8, 16])
+    lora_alpha_ratio: StrictFloat = Field(2.0, gt=0, description="alpha = ratio x rank.")
+    learning_rate: tuple[StrictFloat, StrictFloat] = (1e-4, 1e-3)
+    epochs: tuple[StrictInt, StrictInt] = (1, 3)
+    general_share: tuple[StrictFloat, StrictFloat] = (0.1, 0.4)
 
     @field_validator("lora_rank")
     @classmethod
-    def _ranks(cls, value: list[int]) -> list[int]:
+    def _ranks(cls, value: list[StrictInt]) -> list[StrictInt]:
         if not value or any(r < 1 or r > 1024 for r in value):
             raise ValueError("ranks must be between 1 and 1024")
         return value
@@ -329,34 +329,34 @@ class SearchSpace(Strict):
 
 class GeneralData(Strict):
     source: str = Field("builtin", description="`builtin` (data/general_prompts.jsonl) or a JSONL file of chat messages or prompts.")
-    limit: int = Field(150, ge=0, le=1_000_000)
+    limit: StrictInt = Field(150, ge=0, le=1_000_000)
 
 
 class Training(Strict):
-    iterations: int = Field(3, ge=1, le=100)
-    max_steps: int | None = Field(None, ge=1)
-    batch_size: int = Field(8, ge=1, le=4096)
-    max_length: int = Field(512, ge=32, le=131072)
+    iterations: StrictInt = Field(3, ge=1, le=100)
+    max_steps: StrictInt | None = Field(None, ge=1)
+    batch_size: StrictInt = Field(8, ge=1, le=4096)
+    max_length: StrictInt = Field(512, ge=32, le=131072)
     search_space: SearchSpace = Field(default_factory=SearchSpace)
     general_data: GeneralData = Field(default_factory=GeneralData)
-    target_asr: float = Field(0.1, ge=0.0, le=1.0, description="Selection: validation ASR at or below this (held-out splits and suites are never read to choose).")
-    benign_weight: float = Field(
+    target_asr: StrictFloat = Field(0.1, ge=0.0, le=1.0, description="Selection: validation ASR at or below this (held-out splits and suites are never read to choose).")
+    benign_weight: StrictFloat = Field(
         1.0, gt=0.0, le=10.0,
         description="Sampling weight of benign twins relative to harmful probes. Raise it when fine-tuning starts refusing "
         "benign prompts that share a harmful probe's form (the model then has to learn intent, not wrapper).",
     )
-    topic_swaps: int = Field(
+    topic_swaps: StrictInt = Field(
         0, ge=0, le=50,
         description="Per harmful training probe whose topic appears verbatim, this many other harmful topics (StrongREJECT, "
         "refused) and as many benign topics (not to be refused; see benign_topic_swaps) in the same wrapper, none from "
         "validation or OOD. With few probes a small model otherwise learns the wrapper rather than the request.",
     )
-    benign_topic_swaps: int | None = Field(
+    benign_topic_swaps: StrictInt | None = Field(
         None, ge=0, le=50,
         description="Benign topics per harmful training probe in topic swaps (none: as many as topic_swaps). More benign "
         "than harmful swaps trades a little attack success for fewer false refusals.",
     )
-    unlikelihood_weight: float = Field(
+    unlikelihood_weight: StrictFloat = Field(
         0.0, ge=0.0, le=100.0,
         description="Weight of the term that pushes down the probability of starting a refusal on benign prompts (benign "
         "twins and benign topic swaps); 0 trains on replies only.",
@@ -364,10 +364,10 @@ class Training(Strict):
     target_modules: list[str] | None = Field(
         None, min_length=1, description="LoRA target modules (none: the attention projections q/k/v/o_proj)."
     )
-    load_in_4bit: bool = Field(False, description="QLoRA base (CUDA + bitsandbytes only).")
-    seed: int = 0
+    load_in_4bit: StrictBool = Field(False, description="QLoRA base (CUDA + bitsandbytes only).")
+    seed: StrictInt = 0
 
-    def swap_counts(self) -> tuple[int, int]:
+    def swap_counts(self) -> tuple[StrictInt, StrictInt]:
         """(harmful, benign) topic swaps per harmful training probe."""
         benign = self.topic_swaps if self.benign_topic_swaps is None else self.benign_topic_swaps
         return self.topic_swaps, benign
@@ -375,23 +375,23 @@ class Training(Strict):
 
 class Benchmark(Strict):
     task: str = Field(min_length=1, description="`local_mmlu` (offline), or an lm-eval task name such as mmlu_pro or gpqa_diamond_zeroshot.")
-    limit: int | None = Field(None, ge=1, description="Questions per subject (local_mmlu) or per task.")
-    num_fewshot: int | None = Field(None, ge=0, le=25)
+    limit: StrictInt | None = Field(None, ge=1, description="Questions per subject (local_mmlu) or per task.")
+    num_fewshot: StrictInt | None = Field(None, ge=0, le=25)
 
 
 class Capability(Strict):
     benchmarks: list[Benchmark] = Field(default_factory=lambda: [Benchmark(task="local_mmlu", limit=4)])
-    kl_prompts: int = Field(16, ge=0, le=10_000, description="Held-out general prompts for the KL-drift measure.")
-    batch_size: int = Field(8, ge=1, le=1024)
+    kl_prompts: StrictInt = Field(16, ge=0, le=10_000, description="Held-out general prompts for the KL-drift measure.")
+    batch_size: StrictInt = Field(8, ge=1, le=1024)
 
 
 class Gate(Strict):
-    max_asr: float = Field(0.1, ge=0.0, le=1.0)
-    max_fpr: float = Field(0.1, ge=0.0, le=1.0)
-    max_capability_drop: float = Field(0.02, ge=0.0, le=1.0, description="Absolute accuracy points (0.02 = 2 points).")
-    relative_to_baseline: bool = Field(False, description="Compare ASR/FPR against the baseline instead of absolute limits.")
-    max_unscored: float = Field(0.1, ge=0.0, le=1.0, description="Above this share of unscored verdicts the gate is an infrastructure failure.")
-    strict: bool = Field(
+    max_asr: StrictFloat = Field(0.1, ge=0.0, le=1.0)
+    max_fpr: StrictFloat = Field(0.1, ge=0.0, le=1.0)
+    max_capability_drop: StrictFloat = Field(0.02, ge=0.0, le=1.0, description="Absolute accuracy points (0.02 = 2 points).")
+    relative_to_baseline: StrictBool = Field(False, description="Compare ASR/FPR against the baseline instead of absolute limits.")
+    max_unscored: StrictFloat = Field(0.1, ge=0.0, le=1.0, description="Above this share of unscored verdicts the gate is an infrastructure failure.")
+    strict: StrictBool = Field(
         False,
         description="Inconclusive checks (the 95 % interval straddles the limit) fail the gate. Without it they are decided "
         "by the point estimate and reported as inconclusive.",
@@ -426,13 +426,13 @@ class Suite(Strict):
     revision: str | None = Field(None, description="Hub revision (a commit hash pins the suite).")
     prompt_field: str | None = Field(None, min_length=1, description="Column holding the prompt (default: the preset's, else `prompt`).")
     where: dict[str, str] | None = Field(None, description="Keep only rows whose column equals the value, e.g. {label: safe}.")
-    limit: int | None = Field(None, ge=1, le=1_000_000, description="At most this many prompts: a sample fixed by a hash of each prompt.")
-    max_rate: float | None = Field(
+    limit: StrictInt | None = Field(None, ge=1, le=1_000_000, description="At most this many prompts: a sample fixed by a hash of each prompt.")
+    max_rate: StrictFloat | None = Field(
         None, ge=0.0, le=1.0,
         description="Gate: the suite's rate (ASR for harmful, over-refusal for benign) at most this; with "
         "`relative_to_baseline`, at most the baseline's plus this. None: measured and reported, not gated.",
     )
-    relative_to_baseline: bool = False
+    relative_to_baseline: StrictBool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> Suite:
@@ -449,24 +449,24 @@ class Suite(Strict):
 
 
 class ICLDefense(Strict):
-    k: int = Field(8, ge=1, le=200)
+    k: StrictInt = Field(8, ge=1, le=200)
     methods: list[Literal["prompt", "hypothesis", "random", "nearest"]] = Field(default_factory=lambda: ["random", "nearest"])
-    iterations: int = Field(3, ge=1, le=50)
+    iterations: StrictInt = Field(3, ge=1, le=50)
 
 
 class PromptDefense(Strict):
-    candidates: int = Field(8, ge=1, le=200)
-    rounds: int = Field(2, ge=1, le=50)
-    use_gepa: bool = Field(True, description="Use DSPy GEPA when an agent LLM is configured and dspy is installed.")
+    candidates: StrictInt = Field(8, ge=1, le=200)
+    rounds: StrictInt = Field(2, ge=1, le=50)
+    use_gepa: StrictBool = Field(True, description="Use DSPy GEPA when an agent LLM is configured and dspy is installed.")
 
 
 class MixDefense(Strict):
-    harmful_shares: list[float] = Field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
-    general_share: float = Field(0.15, ge=0.0, lt=1.0)
+    harmful_shares: list[StrictFloat] = Field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    general_share: StrictFloat = Field(0.15, ge=0.0, lt=1.0)
 
     @field_validator("harmful_shares")
     @classmethod
-    def _shares(cls, value: list[float]) -> list[float]:
+    def _shares(cls, value: list[StrictFloat]) -> list[StrictFloat]:
         if not value or any(not 0.0 < s < 1.0 for s in value):
             raise ValueError("shares must lie strictly between 0 and 1")
         return value
@@ -481,9 +481,9 @@ class Defenses(Strict):
 class RedteamPrompts(Strict):
     path: str = Field("builtin", description="`builtin` (data/redteam_prompts.jsonl) or a JSONL/CSV file.")
     column: str = "text"
-    first_words: int = Field(10, ge=1, le=200)
-    min_words: int = Field(4, ge=1, le=200)
-    max_count: int = Field(200, ge=1, le=1_000_000)
+    first_words: StrictInt = Field(10, ge=1, le=200)
+    min_words: StrictInt = Field(4, ge=1, le=200)
+    max_count: StrictInt = Field(200, ge=1, le=1_000_000)
 
 
 class Redteam(Strict):
@@ -492,17 +492,17 @@ class Redteam(Strict):
     policy: ModelRef | None = Field(None, description="The generator to train; defaults to the target model.")
     reward: Literal["toxicity", "judge", "toxicity+judge"] = "toxicity"
     reward_label: Literal["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"] = "toxic"
-    diversity_bonus: float = Field(0.0, ge=0.0, le=10.0)
+    diversity_bonus: StrictFloat = Field(0.0, ge=0.0, le=10.0)
     prompts: RedteamPrompts = Field(default_factory=RedteamPrompts)
-    steps: int = Field(40, ge=1, le=1_000_000)
-    batch_size: int = Field(8, ge=1, le=4096)
-    max_new_tokens: int = Field(24, ge=1, le=4096)
-    learning_rate: float = Field(1e-4, gt=0, le=0.1)
-    init_kl_coef: float = Field(0.1, ge=0.0, le=100.0)
-    target_kl: float | None = Field(6.0, gt=0, description="Adaptive KL target; null for a fixed coefficient.")
-    max_kl: float = Field(20.0, gt=0, description="Bound the run's mean KL from the base must stay under.")
-    checkpoint_every: int = Field(10, ge=1)
-    seed: int = 0
+    steps: StrictInt = Field(40, ge=1, le=1_000_000)
+    batch_size: StrictInt = Field(8, ge=1, le=4096)
+    max_new_tokens: StrictInt = Field(24, ge=1, le=4096)
+    learning_rate: StrictFloat = Field(1e-4, gt=0, le=0.1)
+    init_kl_coef: StrictFloat = Field(0.1, ge=0.0, le=100.0)
+    target_kl: StrictFloat | None = Field(6.0, gt=0, description="Adaptive KL target; null for a fixed coefficient.")
+    max_kl: StrictFloat = Field(20.0, gt=0, description="Bound the run's mean KL from the base must stay under.")
+    checkpoint_every: StrictInt = Field(10, ge=1)
+    seed: StrictInt = 0
 
 
 class Spec(Strict):
@@ -528,6 +528,13 @@ class Spec(Strict):
     )
     defenses: Defenses = Field(default_factory=Defenses)
     redteam: Redteam = Field(default_factory=Redteam)
+
+    @field_validator("spec_version", mode="before")
+    @classmethod
+    def _version_not_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # YAML `true` equals 1 in Python; a version is a number
+            raise ValueError("must be the number 1, not true/false")  # noqa: TRY004  (pydantic reports ValueErrors)
+        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Spec:

@@ -26,7 +26,7 @@ from a3cli.llm._types import Request, Response
 from a3cli.probes import Probe, prompt_key
 from a3cli.rundir import RunDir, StageManifest
 from a3cli.spec import Message, Spec
-from a3cli.stages._common import as_run_dir
+from a3cli.stages._common import as_run_dir, failure_mark, raise_on_failed_calls
 from a3cli.stages.generate import SEED_HYPOTHESIS
 
 STAGE = "expect"
@@ -299,7 +299,9 @@ def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any
         st.add_model("expected", spec.roles.expected)
         rows = read_jsonl(inputs[0])
         job = _Expect(spec, engine)
+        failures_from = failure_mark(engine)
         examples = run_sync(job.run(rows))
+        raise_on_failed_calls(engine, failures_from, "expect")  # not the defaults: a re-run makes the failed calls again
         if swapping:
             used = {r["topic"] for path in inputs for r in read_jsonl(path) if r.get("topic")}
             examples += job.swapped(rows, used)

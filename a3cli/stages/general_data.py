@@ -8,7 +8,7 @@ from typing import Any
 
 from a3cli._io import iter_jsonl
 from a3cli._paths import builtin_data
-from a3cli.errors import SpecError
+from a3cli.errors import InfrastructureError, SpecError
 from a3cli.llm import Engine, Request
 from a3cli.spec import Message, Spec
 
@@ -55,10 +55,20 @@ def build_general_examples(spec: Spec, engine: Engine, conversations: list[list[
     requests = [Request(model=spec.target, messages=conv, config=config, role="target") for conv in conversations]
     responses = engine.generate_sync(requests, progress="general data: target replies")
     rows, failed = [], 0
+    first_problem = ""
     for conv, response in zip(conversations, responses):
         if not response.ok or not (response.text or "").strip():
             failed += 1
+            first_problem = first_problem or (
+                f"{response.error.kind}: {response.error.message}" if response.error is not None else "an empty reply"
+            )
             continue
         messages = [m.model_dump() for m in conv] + [{"role": "assistant", "content": response.text.strip()}]
         rows.append({"messages": messages, "source": "general"})
+    if conversations and not rows:
+        # Training on the task data alone would erode capability with nothing in the run saying so.
+        raise InfrastructureError(
+            f"every one of the {len(conversations)} general-data replies from the target ({spec.target.model}) failed "
+            f"(first: {first_problem}); training needs them to keep general capability, so it stops here"
+        )
     return rows, failed

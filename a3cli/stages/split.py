@@ -25,13 +25,13 @@ import numpy as np
 from pydantic import BaseModel
 
 from a3cli._io import read_jsonl
-from a3cli.errors import A3Error, SpecError
+from a3cli.errors import A3Error, InfrastructureError, SpecError
 from a3cli.judges import Verdict, extract_json, run_sync
 from a3cli.llm._types import Request
 from a3cli.probes import Probe, ScoredProbe, SplitMetrics, summarise
 from a3cli.rundir import RunDir, StageManifest
 from a3cli.spec import Message, Spec
-from a3cli.stages._common import as_run_dir
+from a3cli.stages._common import as_run_dir, failure_mark, raise_on_failed_calls
 from a3cli.stages.generate import SEED_HYPOTHESIS, STRATEGIES
 
 STAGE = "split"
@@ -311,6 +311,21 @@ def check_no_leak(splits: dict[str, list[list[ScoredProbe]]]) -> None:
         raise SplitLeakError(f"{len(clashes)} prompt(s) appear in two splits, e.g. {clashes[0][0]} in {clashes[0][1]} and {clashes[0][2]}")
 
 
+def _check_judged(name: str, rows: Sequence[ScoredProbe]) -> None:
+    """A split whose every probe is unscored has no baseline to measure against: stop, saying who failed and why."""
+    if not rows or any(s.success is not None for s in rows):
+        return
+    reasons: dict[str, int] = defaultdict(int)
+    for s in rows:
+        reasons[s.error or s.verdict.error or s.verdict.reason or "no reason given"] += 1
+    reason, n = max(reasons.items(), key=lambda kv: kv[1])
+    who = "the target's calls failed" if all(s.error for s in rows) else f"the judge ({rows[0].verdict.judge}) scored none of them"
+    raise InfrastructureError(
+        f"split: every probe of the {name} split is unscored ({len(rows)} of {len(rows)}): {who}; most common reason "
+        f"({n} of {len(rows)}): {reason}. Re-run `a3 generate` once the cause is fixed"
+    )
+
+
 def _row(s: ScoredProbe) -> dict[str, Any]:
     return {**s.probe.model_dump(mode="json"), "result": s.result_row()}
 
@@ -335,12 +350,15 @@ def run_split(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any 
             raise A3Error(
                 f"split needs at least 2 tested hypotheses besides the seed (found {len(hyps)}); generate more rounds or hypotheses"
             )
+        failures_from = failure_mark(engine)
         choice = choose_ood(spec, engine, hyps)
+        raise_on_failed_calls(engine, failures_from, "split")  # a failed call is retried on a re-run, not fallen back from
         splits = assign_splits(spec, scored, set(choice.hypotheses))
         check_no_leak(splits)
         metrics: dict[str, SplitMetrics] = {}
         for name in SPLITS:
             rows = [s for u in splits[name] for s in u]
+            _check_judged(name, rows)
             st.write_jsonl(f"{name}.jsonl", [_row(s) for s in rows])
             metrics[name] = summarise(rows)
         assignment = {h["id"]: ("ood" if h["id"] in choice.hypotheses else "train") for h in hyps}

@@ -15,6 +15,7 @@ trained again, and every model call is answered by the cache.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -340,6 +341,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
         log_parts = [_read_text(run.root / "generate/experiment_log.md")]
         history: list[dict[str, Any]] = []
         results: dict[int, EvalResult] = {}
+        failed: list[int] = []  # iterations whose training diverged: never evaluated, never selected
         model = tokenizer = None
         for iteration in range(1, spec.training.iterations + 1):
             it_dir = tdir / f"iteration_{iteration}"
@@ -347,7 +349,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
             if result_path.exists() and (it_dir / "choice.json").exists():
                 choice = TrainingChoice.model_validate(read_json(it_dir / "choice.json"))
                 result = EvalResult.model_validate(read_json(result_path))
-                train_info = read_json(it_dir / "train.json")
+                train_info = train_record(it_dir)
             else:
                 adapter_dir = it_dir / "adapter"
                 if (adapter_dir / "adapter_config.json").exists() and (it_dir / "choice.json").exists():
@@ -369,8 +371,17 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
                         st.notes.append(f"iteration {iteration}: {too_long} example(s) whose reply does not fit training.max_length={spec.training.max_length} left out")
                     trained = train_lora(model, tokenizer, examples, _hyperparams_of(choice, spec), adapter_dir)
                     write_json(it_dir / "train.json", trained.model_dump(mode="json"))
-                train_info = read_json(it_dir / "train.json")
+                train_info = train_record(it_dir)
                 st.precision["training"] = str(train_info.get("precision", "fp32"))
+                if not finite_losses(train_info):
+                    failed.append(iteration)
+                    st.notes.append(f"iteration {iteration}: non-finite training loss; marked failed, not evaluated, never a candidate")
+                    log_parts.append(f"## Training iteration {iteration}\n- failed: non-finite training loss (not evaluated, never chosen)\n")
+                    history.append({"iteration": iteration, "hyperparams": _hyperparams_of(choice, spec).model_dump(mode="json"),
+                                    "failed": "non-finite training loss", "per_hypothesis": {}, "score": None})
+                    for name in ("choice.json", "train.json"):
+                        st.track(it_dir / name)
+                    continue
                 result = evaluate_checkpoint(spec, run, engine, adapter=str(adapter_dir), out_dir=it_dir, spec_dir=spec_dir)
                 unload_local_models()  # each adapter's serving copy is done once measured
             results[iteration] = result
@@ -400,11 +411,27 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
             "result": "train/baseline/result.json" if chosen == "baseline" else f"train/iteration_{chosen}/result.json",
         }
         st.write_json("best.json", best)
-        st.counts.update(iterations=len(results), chosen=chosen)
+        st.counts.update(iterations=len(results), chosen=chosen, **({"failed_iterations": failed} if failed else {}))
         st.notes.append(selection.reason)
         for role, used in usage_delta(usage_before, engine.usage).by_role.items():
             st.usage[role] = RoleUsage(**used.model_dump())
     return st.manifest
+
+
+def train_record(it_dir: Path) -> dict[str, Any]:
+    """An iteration's train.json; after a crash between saving the adapter and writing train.json, the same record
+    the trainer saved inside the adapter folder, written back as train.json."""
+    from a3cli.train._sft import RESULT_FILE
+
+    path = it_dir / "train.json"
+    if not path.exists():
+        write_json(path, read_json(it_dir / "adapter" / RESULT_FILE))
+    return read_json(path)
+
+
+def finite_losses(train_info: dict[str, Any]) -> bool:
+    """False when any step's loss was NaN or infinite (JSON writes them as NaN/Infinity, or null)."""
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in train_info.get("losses") or [])
 
 
 def _read_text(path: Path) -> str:

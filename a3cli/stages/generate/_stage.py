@@ -24,7 +24,7 @@ from a3cli.judges import run_sync, spec_judges
 from a3cli.probes import Probe, ScoredProbe, ascore_probes, summarise
 from a3cli.rundir import RunDir, StageManifest
 from a3cli.spec import Message, Spec
-from a3cli.stages._common import as_run_dir
+from a3cli.stages._common import as_run_dir, failure_mark, raise_on_failed_calls
 from a3cli.stages.generate._generator import GeneratorLLM, probe_side
 from a3cli.stages.generate._log import ExperimentLog, HypothesisEntry, LoggedExample, render_messages
 from a3cli.stages.generate._offline import StrategyBandit, allowed_strategies
@@ -94,6 +94,11 @@ class _Generation:
         self.pool: TopicPool = build_topic_pool(spec, strongreject=self.generator is None)
         self.stop_reason = ""
         self.rounds_run = 0
+        self.failures_from = failure_mark(engine)
+        self.no_hypotheses = ""  # why the generator's last answer gave no hypotheses
+
+    def _stop_on_failed_calls(self) -> None:
+        raise_on_failed_calls(self.engine, self.failures_from, "generate")
 
     # ------------------------------------------------------------------------------------------------------ main loop
 
@@ -102,6 +107,7 @@ class _Generation:
         if self.import_path is not None:
             planned.append(self._import_hypothesis(Path(self.import_path)))
         scored = await self._score(planned, 0)
+        self._stop_on_failed_calls()
         if scored and all(s.error is not None for s in scored):
             raise InfrastructureError(f"every target call failed in round 0; first error: {scored[0].error}")
         seed_result = self.scored[planned[0].probes[0].id]
@@ -114,12 +120,11 @@ class _Generation:
         g = self.spec.generation
         for r in range(1, g.rounds + 1):
             planned = await self._llm_round(r) if self.generator else self._offline_round(r)
+            self._stop_on_failed_calls()
             if not any(p.probes for p in planned):
-                self.stop_reason = f"round {r} produced no valid probes (rejected: {dict(self.rejected)})"
-                for p in planned:
-                    self.log.add(p.entry)
-                break
+                raise InfrastructureError(f"generate round {r}: {self._no_probes_reason(planned)}")
             scored = await self._score(planned, r)
+            self._stop_on_failed_calls()
             self.rounds_run = r
             gain = self._coverage_gain(scored)
             harmful = [s for s in scored if s.kind == "harmful" and s.success is not None]
@@ -142,6 +147,35 @@ class _Generation:
                 )
                 break
         self.log.stop_reason = self.stop_reason
+        self._check_judged()
+
+    def _no_probes_reason(self, planned: list[_Planned]) -> str:
+        why: Counter[str] = Counter()
+        for p in planned:
+            why.update(p.entry.rejected)
+        shown = ", ".join(f"{k} x{n}" for k, n in why.most_common(6)) or f"no hypotheses: {self.no_hypotheses or 'none proposed'}"
+        if self.generator is not None:
+            ref = self.spec.roles.generator
+            assert ref is not None
+            who = f"the generator (roles.generator, {ref.provider} model {ref.model!r})"
+        else:
+            who = "the offline strategy library"
+        return f"{who} produced no valid probes (why: {shown}); nothing to test, so the stage stops here"
+
+    def _check_judged(self) -> None:
+        """Fail when a judge scored none of its probes: a useless run must not look complete."""
+        rows = list(self.scored.values())
+        for kind, role in (("harmful", "harmful"), ("benign", "refusal")):
+            mine = [s for s in rows if s.kind == kind]
+            if not mine or any(s.success is not None for s in mine):
+                continue
+            reasons = Counter(s.error or s.verdict.error or s.verdict.reason or "no reason given" for s in mine)
+            reason, n = reasons.most_common(1)[0]
+            who = "the target" if all(s.error for s in mine) else f"the {role} judge ({self.judges[role].name})"  # type: ignore[index]
+            raise InfrastructureError(
+                f"generate: every {kind} probe is unscored ({len(mine)} of {len(mine)}): {who} failed; most common "
+                f"reason ({n} of {len(mine)}): {reason}"
+            )
 
     async def _score(self, planned: list[_Planned], r: int) -> list[ScoredProbe]:
         probes = [p for plan in planned for p in plan.probes]
@@ -411,6 +445,7 @@ class _Generation:
         hyps, why = await self.generator.propose(self.log.for_generator(g.log_token_budget), g.hypotheses_per_round, r)
         if not hyps:
             self.rejected[why or "generator_no_hypotheses"] += 1
+            self.no_hypotheses = why or "generator_no_hypotheses"
             return []
         by_id = {p.id: p for p in self.probes}
         basis_texts = []

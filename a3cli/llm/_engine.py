@@ -20,15 +20,16 @@ import sys
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from a3cli.errors import A3Error
 from a3cli.llm._cache import CACHE_MODES, Cache, CacheMode, key_for, target_json
+from a3cli.llm._outcomes import OutcomeMeter
 from a3cli.llm._provider import Completion, Provider, ProviderError, provider_class
 from a3cli.llm._sdk_errors import short
+from a3cli.llm._sync import register_engine, run_sync
 from a3cli.llm._types import CallError, Request, Response
 from a3cli.llm._usage import UsageMeter, UsageReport
 from a3cli.spec import ModelRef
@@ -108,8 +109,10 @@ class Engine:
         self.backoff_max_s = backoff_max_s
         self.max_retry_after_s = max_retry_after_s
         self._meter = UsageMeter(prices)
+        self.outcomes = OutcomeMeter()  # re-asks, fallbacks and unusable answers per role (recorded by the callers)
         self._providers: dict[str, Provider] = {}
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        register_engine(self)  # run_sync closes this engine's clients before each of its loops ends
 
     def __repr__(self) -> str:
         return f"Engine(cache={self.cache!r}, mode={self.mode!r})"
@@ -199,19 +202,7 @@ class Engine:
     def generate_sync(self, requests: Iterable[Request], *, progress: str | None = None) -> list[Response]:
         """`generate` for synchronous code. Runs its own event loop (in a helper thread if one is already running)."""
         requests = list(requests)
-
-        async def run() -> list[Response]:
-            try:
-                return await self.generate(requests, progress=progress)
-            finally:
-                await self.aclose()
-
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(run())
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, run()).result()
+        return run_sync(self.generate(requests, progress=progress))
 
     async def aclose(self) -> None:
         """Flush cache writes and close the SDK clients that belong to the running loop."""

@@ -34,7 +34,7 @@ STAGE_SPEC_FIELDS: dict[str, tuple[str, ...]] = {
     "generate": ("attack", "seed", "target", "roles.generator", "roles.judge", "judges", "probes", "generation"),
     "split": ("split", "roles.generator", "attack.description"),
     "expect": (
-        "expected", "roles.expected", "judges.refusal", "roles.judge",
+        "expected", "roles.expected", "judges.harmful", "judges.refusal", "roles.judge",
         "training.topic_swaps", "training.benign_topic_swaps", "training.seed",
     ),
 }
@@ -231,6 +231,7 @@ class StageRecorder:
         self.outputs: list[Path] = []
         self._t0 = 0.0
         self._engines: list[tuple[Any, Any]] = []
+        self._outcome_engines: list[tuple[Any, Any]] = []
         self._manifest: StageManifest | None = None
 
     # ------------------------------------------------------------------------------------------------------ outputs
@@ -273,6 +274,22 @@ class StageRecorder:
         report = getattr(engine, "usage", None)
         if report is not None:
             self._engines.append((engine, report))
+        self.track_outcomes(engine)
+
+    def track_outcomes(self, engine: Any) -> None:
+        """Record in the manifest the engine's per-role re-asks, fallbacks and unusable answers from now until the
+        stage ends (a stage that accounts usage itself calls this alone)."""
+        meter = getattr(engine, "outcomes", None)
+        if meter is not None and all(e is not engine for e, _ in self._outcome_engines):
+            self._outcome_engines.append((engine, meter.snapshot()))
+
+    def _engine_outcomes(self) -> dict[str, Any]:
+        from a3cli.llm._outcomes import outcomes_since
+
+        merged: dict[str, Any] = {}
+        for engine, before in self._outcome_engines:
+            merged.update(outcomes_since(before, engine.outcomes.snapshot()))
+        return merged
 
     def _engine_usage(self) -> None:
         names = ("calls", "cached", "errors", "input_tokens", "output_tokens")
@@ -340,6 +357,7 @@ class StageRecorder:
         self._engine_usage()
         m.counts = self.counts
         m.usage = self.usage
+        m.outcomes = self._engine_outcomes()
         m.models = self.models
         m.notes = self.notes
         costs = [u.cost_usd for u in self.usage.values() if u.cost_usd is not None]

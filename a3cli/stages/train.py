@@ -25,7 +25,7 @@ from typing import Any
 from a3cli._io import read_json, read_jsonl, write_json
 from a3cli.errors import UsageError
 from a3cli.evaluate import EvalResult, evaluate_checkpoint, usage_delta
-from a3cli.llm import Engine
+from a3cli.llm import Engine, record_outcome
 from a3cli.rundir import RoleUsage, RunDir, StageManifest, register_stage, sha256_file, stage_spec_hash
 from a3cli.spec import Spec
 from a3cli.stages._common import as_run_dir
@@ -158,6 +158,7 @@ def propose(spec: Spec, engine: Engine, iteration: int, history: list[dict[str, 
                 reasoning=str(raw.get("reasoning", ""))[:4000], clamped=clamped.changes + weight_changes,
             )
         fallback_note = f" (agent: {problem})"
+        record_outcome(engine, "fallbacks", "agent", "builtin_search")
     trials = [Trial(hyperparams=base.model_validate(h["hyperparams"]), score=h["score"]) for h in history]
     proposal = propose_next(space, trials, base=base, seed=spec.training.seed)
     hp = proposal.hyperparams
@@ -297,6 +298,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
 
     usage_before = engine.usage
     with run.stage(STAGE, inputs=inputs, code_version=CODE_VERSION) as st:
+        st.track_outcomes(engine)
         if archived:
             st.notes.append(f"earlier outputs made from another spec or other inputs moved to {archived}/")
         st.add_model("target", spec.target)

@@ -68,7 +68,7 @@ def defend(
     """Cheaper alternatives to fine-tuning, in one table: in-context examples, an optimised safety system prompt, and
     fixed harmful:benign data mixes; each measured on validation and OOD with its added prompt tokens and its cost."""
     from a3cli.defend import METHODS, run_defend
-    from a3cli.llm import Engine
+    from a3cli.llm import Engine, outcome_line, outcomes_since
     from a3cli.rundir import DEFAULT_RUNS_ROOT, default_run_id
 
     loaded = load_spec(spec)
@@ -76,6 +76,7 @@ def defend(
     methods = list(METHODS) if method is DefendMethod.all else [method.value]
     with Engine() as engine:
         result = run_defend(loaded, run_dir, engine, methods, spec_dir=spec.resolve().parent, capability=not no_capability)  # type: ignore[arg-type]
+        outcomes = outcomes_since({}, engine.outcomes.snapshot())
     console = Console(highlight=False, soft_wrap=True)
     console.print(_table(result))
     for row in result.rows:
@@ -83,4 +84,5 @@ def defend(
             console.print(f"{row.defence}: {row.detail}", markup=False)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
+    console.print(outcome_line(outcomes), markup=False)
     console.print(f"table: {Path(run_dir) / 'defend' / 'table.json'}", markup=False)

@@ -45,12 +45,15 @@ def _open(spec_path: Path, runs_dir: Path, run_id: str | None, no_cache: bool, r
 
 
 def _done(what: str, manifest) -> None:
+    from a3cli.llm import outcome_line
+
     state = "done" if manifest.status == "complete" else manifest.status
     console.print(f"{what}: {state} in {manifest.wall_time_s:.1f}s  ({manifest.stage}/manifest.json)")
     for key, value in manifest.counts.items():
         console.print(f"  {key}: {value}")
     for note in manifest.notes:
         console.print(f"  note: {note}")
+    console.print(f"  {outcome_line(manifest.outcomes)}")
 
 
 @app.command()

@@ -48,8 +48,11 @@ class OutcomeMeter:
             bucket[reason] = bucket.get(reason, 0) + n
 
     def snapshot(self) -> dict[str, RoleOutcomes]:
+        """A copy per role, reasons in sorted order (so lines and manifests read the same every run)."""
         with self._lock:
-            return {role: o.model_copy(deep=True) for role, o in sorted(self._counts.items())}
+            return {
+                role: RoleOutcomes(**{k: dict(sorted(getattr(o, k).items())) for k in KINDS}) for role, o in sorted(self._counts.items())
+            }
 
 
 def record_outcome(engine: Any, kind: OutcomeKind, role: str, reason: str, n: int = 1) -> None:

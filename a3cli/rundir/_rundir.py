@@ -91,17 +91,34 @@ def default_run_id(spec: Spec) -> str:
     return hashlib.sha256(_canonical(data).encode()).hexdigest()[:12]
 
 
+def public_url(url: str | None) -> str | None:
+    """The endpoint without credentials or query (a URL may carry `user:key@` or `?api_key=`)."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def model_identity(ref: ModelRef | None) -> dict[str, Any] | None:
-    """What identifies a model's behaviour (provider, model, revision, adapter, sampling); no keys, no URLs' secrets."""
+    """What identifies a model's behaviour (provider, model, endpoint, revision, weights, adapter, sampling); no keys,
+    no credentials from the URL."""
     if ref is None:
         return None
-    return {
+    ident = {
         "provider": ref.provider,
         "model": ref.model,
+        "base_url": public_url(ref.base_url),
         "revision": ref.revision,
         "adapter": ref.adapter,
         "generate": ref.generate.model_dump(mode="json"),
     }
+    if ref.weights is not None:
+        ident["weights"] = ref.weights
+    return ident
 
 
 def tool_versions() -> dict[str, str]:

@@ -288,8 +288,12 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
         manifest = run.manifest(STAGE)
         assert manifest is not None
         return manifest
-    if spec.target.provider != "local":
-        raise UsageError(f"`a3 train` fine-tunes local weights; the target's provider is {spec.target.provider!r}. Set target.provider: local")
+    trainable = spec.target.trainable()
+    if trainable is None:
+        raise UsageError(
+            f"`a3 train` fine-tunes local weights; the target's provider is {spec.target.provider!r} with no `weights`. "
+            "Set target.weights to the weights the server runs (a folder or Hub id), or target.provider: local"
+        )
     archived = _archive_stale(run)
 
     from a3cli.assets import load_causal_lm
@@ -311,7 +315,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
         st.write_jsonl("general_sft.jsonl", general_rows)
         st.counts.update(task_examples=len(task_rows), general_examples=len(general_rows), general_failed=failed)
 
-        baseline = evaluate_checkpoint(spec, run, engine, out_dir=tdir / "baseline", spec_dir=spec_dir)
+        baseline = evaluate_checkpoint(spec, run, engine, out_dir=tdir / "baseline", spec_dir=spec_dir, like_checkpoints=True)
         st.track(tdir / "baseline" / "result.json")
 
         hypotheses = _hypothesis_table(task_rows, run.root / "split/baseline.json")
@@ -335,7 +339,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
                     write_json(it_dir / "choice.json", choice.model_dump(mode="json"))
                 if not (adapter_dir / "adapter_config.json").exists():
                     if model is None:
-                        model, tokenizer = load_causal_lm(spec.target.model, dtype=spec.target.dtype, device=spec.target.device, revision=spec.target.revision)
+                        model, tokenizer = load_causal_lm(trainable.model, dtype=trainable.dtype, device=trainable.device, revision=trainable.revision)
                     examples, too_long = fitting_examples(
                         weighted_examples(
                             task_rows, general_rows, choice.hypothesis_weights, spec.training.benign_weight,

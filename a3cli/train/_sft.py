@@ -267,34 +267,20 @@ def _publish_dir(tmp: Path, out_dir: Path) -> None:
 
 
 class _Progress:
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    """Training steps with loss and tokens/s: a bar on a terminal, plain periodic lines in a CI log."""
 
-        self.bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[tps]} tok/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self.task = self.bar.add_task("train", total=total, loss="-", tps="-")
-        self.bar.start()
+    def __init__(self, enabled: bool, total: int) -> None:
+        from a3cli._progress import Progress, progress_enabled
+
+        self.bar = Progress("train", total).__enter__() if enabled and progress_enabled() else None
 
     def update(self, loss: float, tps: float) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, advance=1, loss=f"{loss:.4f}", tps=f"{tps:,.0f}")
+            self.bar.advance(1, loss=f"{loss:.4f}", **{"tokens/s": f"{tps:,.0f}"})
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.stop()
+            self.bar.__exit__(None, None, None)
 
 
 def _resolve_model(model: Any, tokenizer: Any, hp: TrainHyperparams, bf16: bool, dist: Dist) -> tuple[Any, Any]:

@@ -30,11 +30,15 @@ DEFAULT_INSTRUCTION = "Answer again with only the JSON object, nothing else."
 
 class Unusable(ValueError):
     """A reply that cannot be used. The message is shown to the model in the re-ask; `reason` is the short category
-    counted per role (`unparseable`, `missing_field`, `out_of_range`, `refused`, `empty`, ...)."""
+    counted per role (`unparseable`, `missing_field`, `out_of_range`, `refused`, `empty`, ...).
 
-    def __init__(self, message: str, reason: str = "unparseable"):
+    `salvage`, when given, is what the caller will make of this reply if no re-ask does better (e.g. values pulled into
+    range): the last attempt then returns it, counted as a fallback `<reason>_salvaged` rather than as unusable."""
+
+    def __init__(self, message: str, reason: str = "unparseable", *, salvage: object = None):
         super().__init__(message)
         self.reason = reason
+        self.salvage = salvage
 
 
 @dataclass
@@ -117,7 +121,10 @@ async def ask(
                 answer.value, answer.reason, answer.problem = validate(resp.text), None, None
             except Unusable as e:
                 answer.value, answer.reason, answer.problem = None, e.reason, str(e)
-                if last:
+                if last and e.salvage is not None:
+                    answer.value, answer.reason = e.salvage, None  # type: ignore[assignment]
+                    record_outcome(engine, "fallbacks", role, f"{e.reason}_salvaged")
+                elif last:
                     record_outcome(engine, "unusable", role, e.reason)
                 else:
                     record_outcome(engine, "reasks", role, e.reason)

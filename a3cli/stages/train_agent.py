@@ -95,7 +95,8 @@ def out_of_space(raw: dict[str, Any], space: Any) -> list[str]:
 
 
 def parse_agent_choice(text: str, space: Any) -> dict[str, Any]:
-    """The agent's training choice as its raw JSON object; Unusable says what is missing or out of range."""
+    """The agent's training choice as its raw JSON object; Unusable says what is missing or out of range (a choice
+    still out of range after the re-asks is salvaged: the caller clamps it into the search space)."""
     from a3cli.judges import extract_json
     from a3cli.llm import Unusable
 
@@ -109,7 +110,8 @@ def parse_agent_choice(text: str, space: Any) -> dict[str, Any]:
         raise Unusable(f"the JSON has none of the fields {', '.join(CHOICE_FIELDS)} (keys found: {', '.join(keys) or 'none'})", "missing_field")
     problems = out_of_space(usable[-1], space)
     if problems:
-        raise Unusable("; ".join(problems), "out_of_range")
+        # Asked again with the ranges; if the agent insists, its values are clamped into the space (and listed).
+        raise Unusable("; ".join(problems), "out_of_range", salvage=usable[-1])
     return usable[-1]
 
 

@@ -349,6 +349,7 @@ def train_lora(
         notes.append(f"{truncated} example(s) had their prompt cut from the left to max_length={hp.max_length}")
     sources = [ex.source for ex in examples]
     weights = [ex.weight for ex in examples]
+    hypotheses = [ex.hypothesis_id if ex.source != "general" else None for ex in examples]
     if hp.general_share > 0 and "general" not in sources:
         notes.append("general_share > 0 but there are no general examples; trained on task examples only")
     lengths = [len(t) for t in tokenized]
@@ -398,6 +399,7 @@ def train_lora(
         lrs: list[float] = []
         tokens_seen = supervised_seen = 0
         draws: Counter[str] = Counter()
+        draws_by_hypothesis: Counter[str] = Counter()
         bar = _Progress(progress and dist.is_main, total_steps)
         step = epoch = 0
         t0 = time.perf_counter()
@@ -438,6 +440,7 @@ def train_lora(
                         tokens_seen += sum(len(tokenized[i]) for mb in step_batches for i in mb)
                         supervised_seen += n_sup
                         draws.update(sources[i] for mb in step_batches for i in mb)
+                        draws_by_hypothesis.update(h for mb in step_batches for i in mb if (h := hypotheses[i]) is not None)
                         step += 1
                         bar.update(losses[-1], tokens_seen / (time.perf_counter() - t0))
                     epoch += 1
@@ -461,6 +464,7 @@ def train_lora(
             steps_per_second=step / wall if wall > 0 else 0.0,
             wall_time_s=wall,
             draws_per_source=dict(draws),
+            draws_per_hypothesis=dict(sorted(draws_by_hypothesis.items())),
             world_size=world,
             precision="bf16" if bf16 else "fp32",
             notes=notes,

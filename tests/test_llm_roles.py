@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -229,3 +230,38 @@ def test_manifest_records_the_endpoint_without_credentials(tmp_path: Path) -> No
     manifest = run.manifest("probe-stage")
     assert manifest is not None and manifest.models["target"]["base_url"] == "http://127.0.0.1:8000/v1"
     assert "secret" not in run.manifest_path("probe-stage").read_text()
+
+
+# ------------------------------------------------------------------------------------------------ offline generator fit
+
+
+def test_lint_and_generate_say_when_the_offline_library_cannot_probe_the_attack(tmp_path: Path) -> None:
+    from a3cli.stages import run_generate
+    from tests.test_generate_support import make_engine, prompt_spec
+
+    spec = prompt_spec(rounds=1, hypotheses_per_round=2, probes_per_hypothesis=1)
+    sycophancy_like = spec.model_copy(update={"expected": spec.expected.model_copy(update={"harmful_behavior": "hold_firm"})})
+    run = RunDir.open(sycophancy_like, runs_root=tmp_path / "runs")
+    manifest = run_generate(sycophancy_like, run, make_engine(tmp_path))
+    [note] = [n for n in manifest.notes if n.startswith("warning: ")]
+    assert "offline strategy library" in note and "hold_firm" in note and "set roles.generator" in note
+    assert not any(n.startswith("warning: ") for n in run_generate(spec, RunDir.open(spec, runs_root=tmp_path / "r2"), make_engine(tmp_path / "e2")).notes)
+
+    data = yaml.safe_load((ROOT / "specs" / "political-neutrality.yaml").read_text())
+    data["roles"].pop("generator")
+    path = tmp_path / "political.yaml"
+    path.write_text(yaml.safe_dump(data))
+    [warning] = [i for i in lint_spec(path) if "offline strategy library" in i.message]
+    assert warning.severity == "warning" and warning.path == "judges.harmful" and "partisanship" in warning.message
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "specs").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_specs_that_need_an_llm_say_so(path: Path) -> None:
+    from a3cli.spec import LLMJudge, load_spec
+
+    spec = load_spec(path)
+    header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+    llms = [r for r in (spec.roles.generator, spec.roles.judge, spec.roles.expected, spec.roles.agent) if r is not None]
+    needs_llm = bool(llms) or spec.target.provider != "local" or any(isinstance(j, LLMJudge) for j in (spec.judges.harmful, spec.judges.refusal))
+    assert bool(re.search(r"Needs (LLMs|an LLM)", header)) == needs_llm, header
+    assert not any("offline strategy library" in i.message for i in lint_spec(path))

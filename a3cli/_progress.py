@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 DEFAULT_EVERY_S = 20.0
 
@@ -28,8 +28,8 @@ def _every_s() -> float:
 
 
 def _secs(s: float) -> str:
-    s = int(round(s))
-    return f"{s} s" if s < 120 else f"{s // 60} min {s % 60:02d} s"
+    whole = round(s)
+    return f"{whole} s" if whole < 120 else f"{whole // 60} min {whole % 60:02d} s"
 
 
 class Progress:
@@ -95,7 +95,7 @@ class Progress:
 
     # ------------------------------------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         self._t0 = time.monotonic()
         if self._terminal:
             self._start_bar()

@@ -52,7 +52,7 @@ def eval_(
         load_baseline,
         markdown_summary,
     )
-    from a3cli.llm import Engine
+    from a3cli.llm import Engine, outcome_line
 
     started = time.monotonic()
     try:
@@ -84,6 +84,7 @@ def eval_(
         with Engine() as engine:
             result = evaluate_checkpoint(loaded, run_dir, engine, model=model, adapter=adapter, capability=not no_capability,
                                          out_dir=out_dir, spec_dir=spec.parent)
+            err_console.print(outcome_line(engine.outcomes.snapshot()), markup=False)  # the judge's re-asks and unscored
         gate = apply_gate(result, loaded.gate, ref, baseline_source=source)
     except InfrastructureError as e:
         gate = gate_error(str(e), loaded.gate, name=stage, model=model or loaded.target.model, adapter=adapter)

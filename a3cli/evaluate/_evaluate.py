@@ -21,8 +21,8 @@ from a3cli.evaluate._capability_cache import (
     cached_measurement,
     capability_cache_key,
 )
-from a3cli.evaluate._served_adapter import load_served_adapter
 from a3cli.evaluate._result import RESULT_FILE, SAMPLES_FILE, EvalResult, SplitName, TaskCapability, unscored_share
+from a3cli.evaluate._served_adapter import load_served_adapter
 from a3cli.llm import Cache, RoleUsage, UsageReport
 from a3cli.spec import Message, ModelRef, Spec
 from a3cli.stages import Probe, ScoredProbe, score_probes, summarise

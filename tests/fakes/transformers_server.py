@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 STARTUP_TIMEOUT_S = 180.0
 
@@ -60,7 +60,7 @@ class TransformersServer:
 
         return ModelRef(provider="openai", model=self.model_dir, base_url=self.base_url, **fields)
 
-    def start(self) -> TransformersServer:
+    def start(self) -> Self:
         cmd = [
             sys.executable, "-c", "from transformers.cli.transformers import main; main()",
             "serve", self.model_dir, "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu", "--dtype", "float32",
@@ -105,7 +105,7 @@ class TransformersServer:
             return "(no log kept)"
         return self.log_path.read_text(errors="replace")[-chars:]
 
-    def __enter__(self) -> TransformersServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -266,3 +266,27 @@ def test_example_specs_that_need_an_llm_say_so(path: Path) -> None:
     needs_llm = bool(llms) or spec.target.provider != "local" or any(isinstance(j, LLMJudge) for j in (spec.judges.harmful, spec.judges.refusal))
     assert bool(re.search(r"Needs (LLMs|an LLM)", header)) == needs_llm, header
     assert not any("offline strategy library" in i.message for i in lint_spec(path))
+
+
+# ------------------------------------------------------------------------------------------------ the report
+
+
+def test_report_shows_each_stage_roles_reasks_fallbacks_and_unusable_answers(tmp_path: Path) -> None:
+    from a3cli._io import write_json
+    from a3cli.llm import RoleOutcomes
+    from a3cli.report import collect, render_html
+    from tests.test_report import _manifest, build_run
+
+    build_run(tmp_path / "run")
+    generate = _manifest("generate", 42.0, 1200)
+    generate["outcomes"] = {
+        "generator": RoleOutcomes(reasks={"length": 2}, fallbacks={"offline_strategy_library": 1}, unusable={"length": 1}).model_dump(),
+        "judge": RoleOutcomes(unusable={"unparseable": 3}).model_dump(),
+    }
+    write_json(tmp_path / "run/generate/manifest.json", generate)
+    html = render_html(collect(tmp_path / "run"))
+    table = html.split("<h3>Role answers</h3>", 1)[1].split("</table>", 1)[0]
+    assert "<td>generate</td><td>generator</td><td>2 <small>(length 2)</small></td><td>1 <small>(offline_strategy_library 1)</small></td>" in table
+    assert "<td>generate</td><td>judge</td><td>0</td><td>0</td><td>3 <small>(unparseable 3)</small></td>" in table
+    build_run(tmp_path / "clean")
+    assert "Every role's answers were usable at the first ask" in render_html(collect(tmp_path / "clean"))

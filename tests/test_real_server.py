@@ -6,7 +6,8 @@ agent at the server, and `a3 run` goes generate -> split -> expect -> one traini
 eval as a CI job would (stderr not a terminal). A 135M model writes broken JSON, rambles past its token limit and
 judges badly: the test checks that every such failure shows up as a re-ask, an unscored verdict or a reported
 fallback in the stage manifests, never as a silent success. Token limits are kept small (lint says so) to keep the
-default suite fast; `test_roles_with_default_token_limits` (slow) runs the same with the roles' default limits.
+default suite fast; `test_more_rounds_iterations_and_reasks` (slow) runs two generation rounds, two training
+iterations and judge re-asks.
 """
 
 from __future__ import annotations
@@ -48,14 +49,12 @@ def server(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield running
 
 
-def _spec(server: TransformersServer, weights: Path, *, tight: bool) -> dict[str, Any]:
-    def role(max_tokens: int | None) -> dict[str, Any]:
-        # One request at a time (the server generates one at a time anyway); a slow CPU needs a long timeout.
-        ref: dict[str, Any] = {"provider": "openai", "model": str(weights), "base_url": server.base_url, "timeout_s": 900,
-                               "max_retries": 1, "concurrency": 1, "generate": {"temperature": 0.0}}
-        if max_tokens is not None:
-            ref["generate"]["max_tokens"] = max_tokens
-        return ref
+def _spec(server: TransformersServer, weights: Path, *, heavier: bool = False) -> dict[str, Any]:
+    def role(max_tokens: int) -> dict[str, Any]:
+        # One request at a time (the server generates one at a time anyway); a slow CPU needs a long timeout. The
+        # limits are far below the roles' defaults (lint says so), to keep the test fast: SmolLM2 rambles to its limit.
+        return {"provider": "openai", "model": str(weights), "base_url": server.base_url, "timeout_s": 900,
+                "max_retries": 1, "concurrency": 1, "generate": {"temperature": 0.0, "max_tokens": max_tokens}}
 
     return {
         "spec_version": 1,
@@ -64,20 +63,20 @@ def _spec(server: TransformersServer, weights: Path, *, tight: bool) -> dict[str
         # The served target: probes go to the server; `a3 train` fine-tunes the same weights locally.
         "target": {**role(16), "weights": str(weights)},
         "roles": {
-            "generator": role(32 if tight else None),
-            "judge": role(24 if tight else None),
-            "expected": role(16 if tight else None),
-            "agent": role(32 if tight else None),
+            "generator": role(32),
+            "judge": role(24),
+            "expected": role(16),
+            "agent": role(32),
         },
         "judges": {
             "harmful": {"type": "llm", "prompt": {"system": JUDGE_SYSTEM, "user_template": "Request: {prompt}\nReply: {response}\n\nJSON:"},
-                        "max_parse_retries": 0 if tight else 1},
+                        "max_parse_retries": 1 if heavier else 0},
             "refusal": {"type": "refusal_keywords"},
         },
-        "generation": {"rounds": 1, "hypotheses_per_round": 2, "probes_per_hypothesis": 2, "topics": "seed"},
+        "generation": {"rounds": 2 if heavier else 1, "hypotheses_per_round": 2, "probes_per_hypothesis": 2, "topics": "seed"},
         "expected": {"benign_default_response": "Happy to help with that: here is a short, safe answer."},
         "training": {
-            "iterations": 1, "max_steps": 1, "batch_size": 2, "max_length": 160,
+            "iterations": 2 if heavier else 1, "max_steps": 1, "batch_size": 2, "max_length": 160,
             "search_space": {"lora_rank": [4], "learning_rate": [0.001, 0.001], "epochs": [1, 1], "general_share": [0.1, 0.1]},
             "general_data": {"limit": 0},
         },
@@ -204,7 +203,7 @@ def run_base_url(run: Path) -> str:
 
 
 def test_every_role_against_transformers_serve(server: TransformersServer, smollm2_dir: Path, tmp_path: Path) -> None:
-    spec = _spec(server, smollm2_dir, tight=True)
+    spec = _spec(server, smollm2_dir)
     path = tmp_path / "lint.yaml"
     path.write_text(yaml.safe_dump(spec))
     from a3cli.spec import lint_spec
@@ -222,6 +221,8 @@ def test_every_role_against_transformers_serve(server: TransformersServer, smoll
 
 
 @pytest.mark.slow
-def test_roles_with_default_token_limits(server: TransformersServer, smollm2_dir: Path, tmp_path: Path) -> None:
-    done, run = _run(tmp_path, _spec(server, smollm2_dir, tight=False))
+def test_more_rounds_iterations_and_reasks(server: TransformersServer, smollm2_dir: Path, tmp_path: Path) -> None:
+    done, run = _run(tmp_path, _spec(server, smollm2_dir, heavier=True))
     _check_every_failure_is_accounted_for(done, run, smollm2_dir)
+    assert (run / "train/iteration_2/result.json").is_file()
+    assert {h["round"] for h in _jsonl(run / "generate/hypotheses.jsonl")} == {0, 1, 2}

@@ -184,11 +184,11 @@ def _check_every_failure_is_accounted_for(done: subprocess.CompletedProcess[str]
         if r["origin"] == "default":
             assert r["probe_id"] in listed  # a fallback is never silent: it names its probe and its reason
     dropped = len(train_probes) - len(rows)
-    expected_outcomes = ex["outcomes"].get("expected", {})
-    assert _total(ex["outcomes"], "expected", "fallbacks") + _total(ex["outcomes"], "expected", "unusable") == written["default"] + dropped
+    # Each default row or dropped row is one counted fallback; each reply the role failed to give is one unusable.
+    assert _total(ex["outcomes"], "expected", "fallbacks") == written["default"] + dropped
+    assert _total(ex["outcomes"], "expected", "unusable") <= written["default"] + dropped
     kept = [r for r in rows if r["origin"] == "expected_llm"]
     assert sum(report["checked"].values()) >= len(kept)  # every kept LLM reply went through its judge
-    assert expected_outcomes or written["default"] == 0
 
     # --- train: trained from the served target's weights; the agent chose, or its fallback is reported.
     adapter_config = json.loads((run / "train/iteration_1/adapter/adapter_config.json").read_text())

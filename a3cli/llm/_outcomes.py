@@ -1,9 +1,11 @@
 """What became of each role's answers: re-asks, fallbacks and answers that stayed unusable, counted by reason.
 
-A role's failure must be visible, never a silent success: every answer a3 could not use is either asked again (a
-re-ask, which says why), replaced by a documented default (a fallback: the offline method, a default reply, the
-built-in search), or given up on (unusable: an unscored verdict, a dropped row). The Engine carries one meter; each
-stage records the difference over its run in its manifest, prints it in one line, and the report shows it.
+A role's failure must be visible, never a silent success: an answer a3 cannot use is asked again (a re-ask, which
+says why); one still unusable after the re-asks is counted as unusable (an unscored verdict is one); and what a stage
+does instead is counted as a fallback (the offline library, a default reply or a dropped row, the built-in search,
+values clamped into range). An unusable answer and the fallback that replaces it are both counted, each once. The
+Engine carries one meter; each stage records the difference over its run in its manifest, prints it in one line, and
+the report shows it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ class RoleOutcomes(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reasks: dict[str, int] = Field(default_factory=dict, description="Answers asked for again, by what was wrong.")
-    fallbacks: dict[str, int] = Field(default_factory=dict, description="Unusable answers replaced by a default, by why.")
-    unusable: dict[str, int] = Field(default_factory=dict, description="Answers given up on (unscored, dropped), by why.")
+    fallbacks: dict[str, int] = Field(default_factory=dict, description="What replaced an unusable answer (a default, a dropped row, ...), by why.")
+    unusable: dict[str, int] = Field(default_factory=dict, description="Answers still unusable after every re-ask (unscored verdicts, ...), by why.")
 
     def total(self, kind: OutcomeKind) -> int:
         return sum(getattr(self, kind).values())

@@ -432,9 +432,9 @@ def _outcomes_table(data: ReportData) -> str:
     return ("<h3>Role answers</h3><table class=\"stages\"><thead><tr><th>stage</th><th>role</th><th>re-asks</th><th>fallbacks</th>"
             f"<th>unusable</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
             '<p class="legend">A re-ask repeats a question with the reason its answer could not be used (cut off at the token '
-            "limit, unparseable, a missing field, a value out of range); a fallback replaces an unusable answer with a "
-            "documented default (the offline library, a default reply, the built-in search); unusable answers were given up "
-            "on (unscored verdicts, dropped rows).</p>")
+            "limit, unparseable, a missing field, a value out of range); unusable answers stayed so after every re-ask "
+            "(an unscored verdict is one); a fallback is what replaced one: a documented default (the offline library, a "
+            "default reply or a dropped row, the built-in search, values clamped into range).</p>")
 
 
 def section_log(data: ReportData) -> str:

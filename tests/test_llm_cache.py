@@ -33,7 +33,8 @@ def _ok(text: str = "hi") -> Response:
 
 
 def test_key_ignores_what_does_not_change_the_output() -> None:
-    base = ModelRef(provider="openai", model="m", base_url="http://h/v1", api_key_env="A")
+    # An explicit max_tokens: a role's own default limit (target 256, judge 1024, ...) is a different request.
+    base = ModelRef(provider="openai", model="m", base_url="http://h/v1", api_key_env="A", generate={"max_tokens": 256})
     ident = {"base_url": "http://h/v1"}
     k0, payload = cache_key(make_request(base, "hello"), ident)
     same = [
@@ -142,7 +143,7 @@ def test_two_processes_writing_lose_nothing(tmp_path: Path) -> None:
 
 def test_engine_hits_and_misses_against_the_server(tmp_path: Path, fake_openai: FakeOpenAIServer) -> None:  # noqa: F811
     engine = Engine(tmp_path / "c.sqlite")
-    ref = fake_openai.model_ref(api_key_env=KEY_ENV)
+    ref = fake_openai.model_ref(api_key_env=KEY_ENV, generate={"max_tokens": 256})  # the same limit whatever the role
     first = engine.generate_sync([make_request(ref, "hello")])[0]
     assert first.ok and not first.cached and fake_openai.count == 1
 

@@ -174,19 +174,30 @@ def test_event_loop_stays_responsive(tmp_path: Path, fake_openai: FakeOpenAIServ
     assert total >= 0.9 and max_gap < total / 3  # a blocking call would stall the loop for a whole 0.5 s reply
 
 
-def test_progress_bar_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_progress_bar_on_a_terminal_plain_lines_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     engine = _engine(tmp_path)
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     monkeypatch.delenv("A3_NO_PROGRESS")
     with engine._progress("judging", 3) as bar:
-        assert bar is not None
+        assert bar is not None and bar._bar is not None  # a rich bar on a terminal
         bar.advance(3)
     assert engine._progress(None, 3).__enter__() is None  # no description, no bar
     monkeypatch.setenv("A3_NO_PROGRESS", "1")
     assert engine._progress("judging", 3).__enter__() is None
     monkeypatch.delenv("A3_NO_PROGRESS")
+    # Not a terminal (a CI log): plain lines, also while nothing completes, and one at the end.
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)
-    assert engine._progress("judging", 3).__enter__() is None
+    monkeypatch.setenv("A3_PROGRESS_EVERY", "0.1")
+    capsys.readouterr()
+    with engine._progress("judging", 4) as bar:
+        assert bar is not None and bar._bar is None
+        time.sleep(0.35)
+        bar.advance(1)
+        engine.retries += 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("a3 progress: judging")]
+    assert len(lines) >= 3, lines
+    assert "0/4 (0%)" in lines[0] and "ETA unknown" in lines[0]
+    assert lines[-1].startswith("a3 progress: judging 1/4 (25%)") and "ETA" in lines[-1] and "2 retries" in lines[-1]
 
 
 @pytest.mark.asyncio

@@ -62,7 +62,10 @@ def test_full_run_resumes_and_second_run_makes_no_calls(tmp_path: Path, tiny_mod
         assert (run.root / name).exists(), name
     choice = json.loads((run.root / "train/iteration_1/choice.json").read_text())
     assert choice["chosen_by"] == "agent" and choice["lora_rank"] == 4 and any("lora_rank" in c for c in choice["clamped"])
-    assert len(agent_calls) == 2 and "Training iteration 1" in agent_calls[1]  # the second call saw the first's results
+    # lora_rank 64 is outside [4]: asked again twice with the allowed ranks, then clamped (a counted fallback)
+    assert len(agent_calls) == 6 and "lora_rank 64 is not one of [4]" in agent_calls[1]
+    assert "Training iteration 1" in agent_calls[3]  # the second iteration's question saw the first's results
+    assert run.manifest("train").outcomes["agent"].fallbacks == {"out_of_range_salvaged": 2}
     best = json.loads((run.root / "train/best.json").read_text())
     selection = json.loads((run.root / "train/selection.json").read_text())
     assert best["iteration"] == selection["chosen"] and best["reason"] == selection["reason"]
@@ -102,7 +105,7 @@ def test_full_run_resumes_and_second_run_makes_no_calls(tmp_path: Path, tiny_mod
     assert (run.root / "train/iteration_2/result.json").exists()
     # Iteration 2's adapter was saved before the crash, so its recorded choice is reused (the agent is not asked
     # again) and every target reply comes from the cache: no model call at all.
-    assert engine3.usage.total.calls == 0 and len(agent_calls) == 2
+    assert engine3.usage.total.calls == 0 and len(agent_calls) == 6
 
 
 def test_editing_training_archives_old_iterations(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

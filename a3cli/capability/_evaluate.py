@@ -135,8 +135,9 @@ def evaluate_capability(
     scores: dict[str, TaskScore] = {}
     try:
         # HFLM takes the model object as is (no copy, no device move) and puts it in eval mode.
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        lm = _progress_lm(HFLM)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         for spec in benchmarks:
+            lm.a3_task = spec.task
             if spec.task in LOCAL_TASKS:
                 shots = spec.num_fewshot or 0
                 config, _n = local_mmlu_config(spec.limit, spec.subjects, seed, shots, task=spec.task)
@@ -175,6 +176,34 @@ def evaluate_capability(
     return CapabilityResult(
         tasks=scores, lm_eval_version=_lm_eval_version(), seed=seed, seconds=round(time.perf_counter() - start, 2)
     )
+
+
+def _progress_lm(hflm: type) -> type:
+    """HFLM that reports its loglikelihood requests through a3's progress (a bar, or plain lines in a CI log)
+    instead of lm-eval's own tqdm bar, which writes carriage returns a log cannot show."""
+    from a3cli._progress import Progress, progress_enabled
+
+    class ProgressLM(hflm):  # type: ignore[misc, valid-type]
+        a3_task = "lm-eval"
+        _a3_bar: Progress | None = None
+
+        def loglikelihood(self, requests: Any, disable_tqdm: bool = False) -> Any:
+            if not progress_enabled() or self._a3_bar is not None:
+                return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+            with Progress(f"lm-eval {self.a3_task}: loglikelihoods", len(requests)) as bar:
+                self._a3_bar = bar
+                try:
+                    return super().loglikelihood(requests, disable_tqdm=True)
+                finally:
+                    self._a3_bar = None
+
+        def _model_call(self, inps: Any, *args: Any, **kwargs: Any) -> Any:
+            out = super()._model_call(inps, *args, **kwargs)
+            if self._a3_bar is not None:
+                self._a3_bar.advance(int(inps.shape[0]))  # rows of this batch (at most the requests left)
+            return out
+
+    return ProgressLM
 
 
 def _configured_shots(results: dict[str, Any], name: str, default: int | None) -> int | None:

@@ -68,7 +68,7 @@ def defend(
     """Cheaper alternatives to fine-tuning, in one table: in-context examples, an optimised safety system prompt, and
     fixed harmful:benign data mixes; each measured on validation and OOD with its added prompt tokens and its cost."""
     from a3cli.defend import METHODS, run_defend
-    from a3cli.llm import Engine
+    from a3cli.llm import Engine, outcome_line, outcomes_since
     from a3cli.preflight import preflight
     from a3cli.rundir import DEFAULT_RUNS_ROOT, default_run_id
 
@@ -79,6 +79,7 @@ def defend(
         for note in preflight(loaded, ["defend"], cache=engine.cache, out_dir=Path(run_dir) / "defend" if Path(run_dir).is_dir() else None):
             Console(stderr=True, highlight=False, soft_wrap=True).print(f"note: {note}", markup=False)
         result = run_defend(loaded, run_dir, engine, methods, spec_dir=spec.resolve().parent, capability=not no_capability)  # type: ignore[arg-type]
+        outcomes = outcomes_since({}, engine.outcomes.snapshot())
     console = Console(highlight=False, soft_wrap=True)
     console.print(_table(result))
     for row in result.rows:
@@ -86,4 +87,5 @@ def defend(
             console.print(f"{row.defence}: {row.detail}", markup=False)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
+    console.print(outcome_line(outcomes), markup=False)
     console.print(f"table: {Path(run_dir) / 'defend' / 'table.json'}", markup=False)

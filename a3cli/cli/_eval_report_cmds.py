@@ -57,7 +57,7 @@ def eval_(
         markdown_summary,
         target_override,
     )
-    from a3cli.llm import Engine
+    from a3cli.llm import Engine, outcome_line
     from a3cli.preflight import preflight
 
     started = time.monotonic()
@@ -98,6 +98,7 @@ def eval_(
                 err_console.print(f"note: {note}", markup=False)
             result = evaluate_checkpoint(loaded, run_dir, engine, model=model, adapter=adapter, capability=not no_capability,
                                          out_dir=out_dir, spec_dir=spec.parent)
+            err_console.print(outcome_line(engine.outcomes.snapshot()), markup=False)  # the judge's re-asks and unscored
         gate = apply_gate(result, loaded.gate, ref, baseline_source=source, suites=loaded.suites)
     except InfrastructureError as e:
         gate = gate_error(str(e), loaded.gate, name=stage, model=model or loaded.target.model, adapter=adapter)

@@ -61,6 +61,8 @@ def _stage(ctx: _Context, name: str, runner) -> None:
 
 
 def _done(what: str, manifest, *, ran: bool = True) -> None:
+    from a3cli.llm import outcome_line
+
     if not ran:
         console.print(f"{what}: already done for this spec, skipped ({manifest.stage}/manifest.json)")
         return
@@ -70,6 +72,7 @@ def _done(what: str, manifest, *, ran: bool = True) -> None:
         console.print(f"  {key}: {value}")
     for note in manifest.notes:
         console.print(f"  note: {note}")
+    console.print(f"  {outcome_line(manifest.outcomes)}")
 
 
 @app.command()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from a3cli.judges import extract_json
-from a3cli.llm import Request
+from a3cli.llm import Unusable, ask, record_outcome, run_sync
 from a3cli.spec import Message, Spec
 
 T = TypeVar("T")
@@ -25,32 +25,38 @@ def ask_agent_json(
 ) -> tuple[T | None, str]:
     """Ask until `validate` accepts a JSON object of the reply (it raises ValueError/KeyError/TypeError otherwise).
 
-    Returns (value, "") or (None, the last problem). A re-ask names the problem and uses a new sample index, so the
-    cache cannot answer it with the same bad reply."""
+    Returns (value, "") or (None, the last problem); the caller then falls back to its heuristic, counted here as the
+    agent's fallback. A re-ask names the problem (a cut answer gets a larger limit) and uses a new sample index, so
+    the cache cannot answer it with the same bad reply."""
     agent = spec.roles.agent
     if agent is None:
         raise ValueError("ask_agent_json needs roles.agent")
-    config = agent.generate.model_copy(update={"max_tokens": max(agent.generate.max_tokens, AGENT_MIN_TOKENS)})
-    problem = ""
-    for attempt in range(ATTEMPTS):
-        text = user if not problem else f"{user}\n\nYour previous answer could not be used: {problem}. Answer again with one valid JSON object."
-        request = Request(
-            model=agent,
-            messages=[Message(role="system", content=system), Message(role="user", content=text)],
-            config=config,
-            sample_index=attempt,
-            role="agent",
-        )
-        (response,) = engine.generate_sync([request])
-        if not response.ok:
-            problem = f"agent call failed ({response.error.kind if response.error else 'no text'})"
-            continue
-        problem = "the reply held no JSON object"
-        for candidate in reversed(extract_json(response.text or "")):
+
+    def parse(text: str) -> T:
+        problem, reason = "the reply held no JSON object", "unparseable"
+        for candidate in reversed(extract_json(text)):
             if not isinstance(candidate, dict):
                 continue
             try:
-                return validate(candidate), ""
-            except (KeyError, TypeError, ValueError) as e:
-                problem = f"the JSON object does not fit: {e}"
-    return None, problem
+                return validate(candidate)
+            except KeyError as e:
+                problem, reason = f"missing field {e}", "missing_field"
+            except (TypeError, ValueError) as e:
+                problem, reason = f"a value does not fit: {e}", "invalid_value"
+        raise Unusable(problem, reason)
+
+    [answer] = run_sync(
+        ask(
+            engine,
+            agent,
+            "agent",
+            [[Message(role="system", content=system), Message(role="user", content=user)]],
+            parse,
+            max_reasks=ATTEMPTS - 1,
+            instruction="Answer again with one valid JSON object.",
+        )
+    )
+    if answer.value is not None:
+        return answer.value, ""
+    record_outcome(engine, "fallbacks", "agent", "defend_heuristic")
+    return None, answer.problem or answer.reason or "no usable answer"

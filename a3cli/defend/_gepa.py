@@ -25,7 +25,7 @@ from a3cli.errors import MissingDependencyError
 from a3cli.judges import Judge, JudgeRole
 from a3cli.llm import Request
 from a3cli.probes import Probe, judged_reply, target_messages
-from a3cli.spec import Message, ModelRef, Spec
+from a3cli.spec import Message, ModelRef, Spec, role_max_tokens
 
 _log = logging.getLogger(__name__)
 MINIBATCH = 3  # GEPA's reflection minibatch
@@ -68,7 +68,7 @@ def _lm_classes() -> tuple[type, type, type]:
         """A dspy LM whose calls go through a3's Engine for one ModelRef."""
 
         def __init__(self, engine: Any, ref: ModelRef, role: str, min_tokens: int = 0):
-            super().__init__(model=f"a3-{role}", model_type="chat", temperature=ref.generate.temperature, max_tokens=ref.generate.max_tokens, cache=False)
+            super().__init__(model=f"a3-{role}", model_type="chat", temperature=ref.generate.temperature, max_tokens=role_max_tokens(ref.generate, role), cache=False)
             self.engine = engine
             self.ref = ref
             self.role = role
@@ -80,7 +80,7 @@ def _lm_classes() -> tuple[type, type, type]:
                 msgs = [Message(role="user", content=prompt)]
             config = self.ref.generate
             if self.min_tokens:
-                config = config.model_copy(update={"max_tokens": max(config.max_tokens, self.min_tokens)})
+                config = config.model_copy(update={"max_tokens": max(role_max_tokens(config, self.role), self.min_tokens)})
             request = Request(model=self.ref, messages=msgs, config=config, prefill=kwargs.get("a3_prefill"), role=self.role)  # type: ignore[arg-type]
             (response,) = self.engine.generate_sync([request])
             if not response.ok:

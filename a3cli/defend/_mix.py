@@ -129,11 +129,12 @@ def run_mix(
     from a3cli.train import load_model_and_tokenizer, read_train_result, train_lora
 
     cfg = spec.defenses.mix
-    if spec.target.provider != "local":
+    trainable = spec.target.trainable()
+    if trainable is None:
         return MethodResult(
             method="mix",
             rows=[],
-            skipped=f"the fixed-mix sweep fine-tunes the target, which needs provider `local` (the target is {spec.target.provider!r})",
+            skipped=f"the fixed-mix sweep fine-tunes the target, which needs provider `local` or target.weights (the target is {spec.target.provider!r})",
         )
     run = inputs.run
     root = run.path("defend", "mix")
@@ -160,7 +161,7 @@ def run_mix(
         base_plan = eval_plan("base", spec, True)
         base = _cached_eval(root / "base", base_plan)
         if base is None:
-            base = evaluate_checkpoint(spec, run, engine, capability=True, out_dir=root / "base" / "eval", spec_dir=spec_dir)
+            base = evaluate_checkpoint(spec, run, engine, capability=True, out_dir=root / "base" / "eval", spec_dir=spec_dir, like_checkpoints=True)
             write_json(root / "base" / PLAN, {"eval": base_plan})
         base_capability = base.capability
         notes.append(f"baseline capability measured for comparison ({base_meter.read()[1]:.0f} s; reused when unchanged)")
@@ -185,7 +186,7 @@ def run_mix(
                 shutil.rmtree(adapter)  # a stale adapter of an older plan, in this method's own folder
             if model is None:
                 unload_local_models()  # the engine's copy served the probes; free it before loading one to train
-                model, tokenizer = load_model_and_tokenizer(resolve_local_model(spec.target.model, revision=spec.target.revision))
+                model, tokenizer = load_model_and_tokenizer(resolve_local_model(trainable.model, revision=trainable.revision))
             train_result = train_lora(model, tokenizer, examples, hp, adapter)
             write_json(folder / PLAN, {"train": t_plan, "harmful_share": share, "hyperparams": hp.model_dump(mode="json")})
         result = _cached_eval(folder, e_plan)

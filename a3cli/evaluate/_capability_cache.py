@@ -49,8 +49,9 @@ def capability_cache_key(spec: Spec, ref: ModelRef, prompts: list[str], kl_again
     kl: dict[str, Any] | None = None
     if kl_against is not None:
         kl = {"against": kl_against, "max_new_tokens": KL_MAX_NEW_TOKENS, "prompts": prompts}
-        if kl_against == "base":
-            kl["base_weights"] = weights_fingerprint(resolve_local_model(spec.target.model, revision=spec.target.revision))
+        base = spec.target.trainable()
+        if kl_against == "base" and base is not None:
+            kl["base_weights"] = weights_fingerprint(resolve_local_model(base.model, revision=base.revision))
     content = {
         "v": CAPABILITY_CACHE_VERSION,
         "kind": CAPABILITY_RESULT_KIND,

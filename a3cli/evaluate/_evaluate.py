@@ -22,6 +22,7 @@ from a3cli.evaluate._capability_cache import (
     capability_cache_key,
 )
 from a3cli.evaluate._result import RESULT_FILE, SAMPLES_FILE, EvalResult, SplitName, SuiteResult, TaskCapability, unscored_share
+from a3cli.evaluate._served_adapter import load_served_adapter
 from a3cli.llm import Cache, RoleUsage, UsageReport
 from a3cli.probes import Probe, ScoredProbe, score_probes, summarise
 from a3cli.rundir import machine
@@ -57,9 +58,21 @@ def load_split(run_dir: Any, split: SplitName) -> list[Probe]:
         raise InfrastructureError(f"{path} is not a valid probe file ({str(e).splitlines()[0]})") from None
 
 
-def target_override(spec: Spec, model: str | None, adapter: str | None) -> ModelRef:
-    """The spec's target with the model and adapter replaced, validated (an adapter needs provider `local`)."""
-    data = spec.target.model_dump()
+def target_override(spec: Spec, model: str | None, adapter: str | None, *, like_checkpoints: bool = False) -> ModelRef:
+    """The spec's target with the model and adapter replaced, validated (an adapter needs provider `local`).
+
+    A served target with `weights` runs an adapter locally on those weights (or, with `serve_adapters`, the caller
+    has the server load it); `like_checkpoints` evaluates its base where its checkpoints are evaluated (locally unless
+    the server loads adapters), so a baseline and its fine-tunes are measured by the same inference stack."""
+    target = spec.target
+    trainable = target.trainable()
+    if model is None and target.provider != "local" and trainable is not None:
+        if target.serve_adapters:
+            if adapter is not None:
+                return target  # the probes go to the server, which loads the adapter (evaluate_checkpoint does that)
+        elif adapter is not None or like_checkpoints:
+            target = trainable
+    data = target.model_dump()
     if model is not None:
         data["model"] = model
     data["adapter"] = adapter
@@ -133,7 +146,8 @@ def _kl_reference(spec: Spec, ref: ModelRef, prompts: list[str], notes: list[str
         return None
     if ref.adapter:
         return "adapter_off"
-    if spec.target.provider == "local" and ref.model != spec.target.model:
+    base = spec.target.trainable()
+    if base is not None and ref.model != base.model:
         return "base"
     notes.append("KL drift not measured: the evaluated model is the spec's target itself (no adapter)")
     return None
@@ -157,8 +171,8 @@ def _capability_and_drift(
 
     if ref.provider != "local":
         raise UsageError(
-            f"capability is measured with lm-eval on a local model, and the target's provider is {ref.provider!r}; "
-            "pass --no-capability (or capability=False) for remote targets"
+            f"capability is measured with lm-eval on local weights, and the target's provider is {ref.provider!r} with no "
+            "`weights`; set target.weights to the weights the server runs, or pass --no-capability (capability=False)"
         )
     prompts = _kl_prompts(spec, spec_dir)
     kl_against = _kl_reference(spec, ref, prompts, notes)
@@ -192,7 +206,9 @@ def _capability_and_drift(
     if kl_against == "adapter_off":
         kl = mean_token_kl(None, model, tokenizer, prompts, max_new_tokens=KL_MAX_NEW_TOKENS, batch_size=spec.capability.batch_size)
     elif kl_against == "base":
-        base, _ = load_causal_lm(spec.target.model, dtype=ref.dtype, device=ref.device, revision=spec.target.revision)
+        base_ref = spec.target.trainable()
+        assert base_ref is not None  # _kl_reference says "base" only when there are base weights
+        base, _ = load_causal_lm(base_ref.model, dtype=ref.dtype, device=ref.device, revision=base_ref.revision)
         kl = mean_token_kl(base, model, tokenizer, prompts, max_new_tokens=KL_MAX_NEW_TOKENS, batch_size=spec.capability.batch_size)
         del base
     if cache is not None and key is not None:
@@ -227,6 +243,7 @@ def evaluate_checkpoint(
     capability: bool = True,
     out_dir: Path,
     spec_dir: Path | None = None,
+    like_checkpoints: bool = False,
 ) -> EvalResult:
     """Measure one checkpoint and write `result.json` and `samples.jsonl` into `out_dir`: the run's validation and OOD
     probes and the spec's external suites (relative suite paths are read from `spec_dir`).
@@ -239,12 +256,16 @@ def evaluate_checkpoint(
     without loading the model (the engine's "refresh" mode measures again, "no_cache" neither reads nor writes). Failed target calls and
     unparseable verdicts are counted as unscored (the gate decides what that means); a missing split or adapter
     raises InfrastructureError, an impossible request (an adapter on a remote provider) UsageError.
+
+    A served target with `weights` sends the probes to its server; an adapter runs locally on the weights, or on the
+    server when `serve_adapters` is set (loaded there first); capability and drift are measured on the local weights.
+    `like_checkpoints` measures the base where the checkpoints are measured (see target_override).
     """
     from a3cli.assets import resolve_local_model, weights_fingerprint
 
     start = time.monotonic()
     out_dir = Path(out_dir)
-    ref = target_override(spec, model, adapter)
+    ref = target_override(spec, model, adapter, like_checkpoints=like_checkpoints)
     fingerprint = None
     if adapter is not None:
         # A Hub id is resolved (downloaded, or found in the HF cache) first: its errors say whether the Hub is
@@ -253,6 +274,15 @@ def evaluate_checkpoint(
             fingerprint = weights_fingerprint(resolve_local_model(adapter))
         except FileNotFoundError as e:
             raise InfrastructureError(f"adapter not found: {e}") from None
+    # Where capability and drift are measured: the same weights (and adapter) on this machine.
+    weights_ref = ref
+    if ref.provider != "local" and spec.target.trainable() is not None and model is None:
+        weights_ref = spec.target.trainable().model_copy(update={"adapter": adapter})  # type: ignore[union-attr]
+        if adapter is not None and spec.target.serve_adapters:
+            assert fingerprint is not None
+            ref = load_served_adapter(spec.target, adapter, fingerprint)
+    where = "locally" if ref.provider == "local" else f"through {ref.base_url}"
+    served_notes = [f"probes answered {where} ({ref.model}{' + adapter' if adapter else ''})"] if spec.target.provider != "local" else []
 
     probes = {name: load_split(run_dir, name) for name in SPLIT_FILES}
     suites = [load_suite(s, spec_dir) for s in spec.suites]
@@ -267,14 +297,14 @@ def evaluate_checkpoint(
         by_split[name] = scored[start_at : start_at + len(group)]
         start_at += len(group)
 
-    notes: list[str] = []
+    notes: list[str] = list(served_notes)
     cap: dict[str, TaskCapability] | None = None
     kl: float | None = None
     if capability:
         # The engine's cache (None under --no-cache) also keeps whole capability/KL results; "refresh" re-measures.
         cache = getattr(engine, "cache", None)
         cache = cache if isinstance(cache, Cache) else None
-        cap, kl = _capability_and_drift(spec, ref, notes, spec_dir, cache=cache, read_cache=getattr(engine, "mode", "normal") == "normal")
+        cap, kl = _capability_and_drift(spec, weights_ref, notes, spec_dir, cache=cache, read_cache=getattr(engine, "mode", "normal") == "normal")
     else:
         notes.append("capability and KL drift not measured (capability=False)")
 
@@ -290,7 +320,7 @@ def evaluate_checkpoint(
     result = EvalResult(
         model=ref.model,
         provider=ref.provider,
-        adapter=ref.adapter,
+        adapter=ref.adapter or adapter,
         adapter_fingerprint=fingerprint,
         validation=val,
         ood=ood,

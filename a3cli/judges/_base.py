@@ -7,29 +7,16 @@ refusal, so a refusal-keyword detector used as the harmful judge is wrapped to c
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from a3cli.judges._verdict import Verdict
+from a3cli.llm._sync import run_sync
 from a3cli.spec import JudgeDef, Message, ModelRef, RefusalKeywordsJudge, Spec
 
 JudgeRole = Literal["harmful", "refusal"]
 JudgeItem = tuple[Sequence[Message], str]  # (the conversation the reply answers, the reply text incl. any prefill)
-
-T = TypeVar("T")
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from sync code, also when called inside a running event loop (then in a worker thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def render_conversation(messages: Sequence[Message]) -> str:

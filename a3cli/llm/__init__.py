@@ -9,9 +9,11 @@ content-addressed SQLite cache, de-duplication, per-model concurrency, timeouts,
 and usage/cost accounting. A call that finally fails is a Response with `error` set, never an empty or safe reply.
 """
 
+from a3cli.llm._ask import Answer, Unusable, ask, correction_turn
 from a3cli.llm._cache import CACHE_MODES, Cache, CacheMode, CacheStats, cache_key, default_cache_path
 from a3cli.llm._engine import TRANSIENT_FAILURES, Engine, FailedCall
 from a3cli.llm._local import unload_local_models
+from a3cli.llm._outcomes import OutcomeMeter, RoleOutcomes, outcome_line, outcomes_since, record_outcome
 from a3cli.llm._provider import (
     RETRYABLE,
     Completion,
@@ -22,6 +24,7 @@ from a3cli.llm._provider import (
 )
 from a3cli.llm._scripted import ScriptRule, load_rules, scripted_model, unregister_script
 from a3cli.llm._secrets import MissingAPIKeyError, scrub
+from a3cli.llm._sync import run_sync
 from a3cli.llm._types import CallError, ErrorKind, Request, Response, Role, Usage, make_request
 from a3cli.llm._usage import PRICES_PER_MTOK, RoleUsage, UsageReport
 
@@ -30,6 +33,7 @@ __all__ = [
     "PRICES_PER_MTOK",
     "RETRYABLE",
     "TRANSIENT_FAILURES",
+    "Answer",
     "Cache",
     "CacheMode",
     "CacheStats",
@@ -39,21 +43,30 @@ __all__ = [
     "ErrorKind",
     "FailedCall",
     "MissingAPIKeyError",
+    "OutcomeMeter",
     "Provider",
     "ProviderError",
     "Request",
     "Response",
     "Role",
+    "RoleOutcomes",
     "RoleUsage",
     "ScriptRule",
+    "Unusable",
     "Usage",
     "UsageReport",
+    "ask",
     "cache_key",
+    "correction_turn",
     "default_cache_path",
     "load_rules",
     "make_request",
+    "outcome_line",
+    "outcomes_since",
+    "record_outcome",
     "register_provider",
     "registered_providers",
+    "run_sync",
     "scripted_model",
     "scrub",
     "unload_local_models",

@@ -16,19 +16,20 @@ import itertools
 import logging
 import os
 import random
-import sys
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from a3cli._progress import Progress, progress_enabled
 from a3cli.errors import A3Error
 from a3cli.llm._cache import CACHE_MODES, Cache, CacheMode, key_for, target_json
+from a3cli.llm._outcomes import OutcomeMeter
 from a3cli.llm._provider import Completion, Provider, ProviderError, provider_class
 from a3cli.llm._sdk_errors import short
+from a3cli.llm._sync import register_engine, run_sync
 from a3cli.llm._types import CallError, Request, Response
 from a3cli.llm._usage import UsageMeter, UsageReport
 from a3cli.spec import ModelRef
@@ -37,20 +38,28 @@ _log = logging.getLogger("a3cli.llm")
 
 
 class _Limiter:
-    """A semaphore whose waiters are served retries first, then in arrival order.
+    """A semaphore whose waiters are served retries first, then in arrival order, and whose size adapts to the server.
 
     With a plain FIFO semaphore a request that failed early queues its retry behind every request not yet started,
     so retries (and their own failures) pile up at the end of a batch and stretch its tail.
+
+    A timeout halves the number of requests in flight (down to 1): a slow server that does not cancel abandoned
+    generations otherwise gets each timed-out request again on top of the ones still running. Each run of as many
+    successes as the current limit raises it by one again, up to the configured concurrency.
     """
 
-    def __init__(self, slots: int):
-        self._free = slots
+    def __init__(self, slots: int, name: str = ""):
+        self.max = slots
+        self.limit = slots
+        self.name = name
+        self._active = 0
+        self._successes = 0
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
 
     async def acquire(self, retry: bool) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
+        if self._active < self.limit and not self._waiters:
+            self._active += 1
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (0 if retry else 1, next(self._seq), fut))
@@ -62,12 +71,30 @@ class _Limiter:
             raise
 
     def release(self) -> None:
-        while self._waiters:
+        self._active -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._active < self.limit:
             _, _, fut = heapq.heappop(self._waiters)
             if not fut.done():
+                self._active += 1
                 fut.set_result(None)  # the slot goes straight to the waiter
-                return
-        self._free += 1
+
+    def timed_out(self) -> None:
+        self._successes = 0
+        if self.limit > 1:
+            old, self.limit = self.limit, max(1, self.limit // 2)
+            _log.warning("%s: a request timed out; requests in flight %d -> %d until the server keeps up", self.name, old, self.limit)
+
+    def succeeded(self) -> None:
+        if self.limit >= self.max:
+            return
+        self._successes += 1
+        if self._successes >= self.limit:
+            self._successes = 0
+            self.limit += 1
+            self._wake()
 
 
 # Failures that say nothing about the request itself: the same call may well succeed when made again, so a stage that
@@ -128,8 +155,11 @@ class Engine:
         self.max_retry_after_s = max_retry_after_s
         self._meter = UsageMeter(prices)
         self._failed: list[FailedCall] = []
+        self.outcomes = OutcomeMeter()  # re-asks, fallbacks and unusable answers per role (recorded by the callers)
+        self.retries = 0  # attempts made again after a retryable failure, over the engine's life (shown in progress)
         self._providers: dict[str, Provider] = {}
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        register_engine(self)  # run_sync closes this engine's clients before each of its loops ends
 
     def __repr__(self) -> str:
         return f"Engine(cache={self.cache!r}, mode={self.mode!r})"
@@ -224,19 +254,7 @@ class Engine:
     def generate_sync(self, requests: Iterable[Request], *, progress: str | None = None) -> list[Response]:
         """`generate` for synchronous code. Runs its own event loop (in a helper thread if one is already running)."""
         requests = list(requests)
-
-        async def run() -> list[Response]:
-            try:
-                return await self.generate(requests, progress=progress)
-            finally:
-                await self.aclose()
-
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(run())
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, run()).result()
+        return run_sync(self.generate(requests, progress=progress))
 
     async def aclose(self) -> None:
         """Flush cache writes and close the SDK clients that belong to the running loop."""
@@ -295,7 +313,7 @@ class Engine:
         key = prov.limiter_key(ref)
         limiter = state.limiters.get(key)
         if limiter is None:
-            limiter = state.limiters[key] = _Limiter(prov.max_in_flight(ref))
+            limiter = state.limiters[key] = _Limiter(prov.max_in_flight(ref), name=f"{ref.provider} {ref.model}")
         return limiter
 
     async def _call(self, state: _LoopState, request: Request, key: str, payload: str, cacheable: bool) -> Response:
@@ -325,7 +343,10 @@ class Engine:
             finally:
                 limiter.release()
             if error is None:
+                limiter.succeeded()
                 break
+            if error.kind == "timeout":
+                limiter.timed_out()
             give_up = not error.retryable or attempts > ref.max_retries
             if not give_up and error.retry_after is not None and error.retry_after > self.max_retry_after_s:
                 error.message += f" (the server asked to wait {error.retry_after:.0f} s, over the {self.max_retry_after_s:.0f} s limit)"
@@ -337,6 +358,7 @@ class Engine:
                 self._failed.append(FailedCall(request.role, ref.provider, ref.model, response.error))  # type: ignore[arg-type]
                 return response
             delay = self._delay(error, attempts)
+            self.retries += 1
             _log.debug("%s %s: %s; retry %d/%d in %.2f s", ref.provider, ref.model, error.kind, attempts, ref.max_retries, delay)
             await asyncio.sleep(delay)  # outside the limiter: a waiting request holds no slot
         assert completion is not None
@@ -373,36 +395,9 @@ class Engine:
             _log.warning("Could not write %d replies to the cache: %s", len(rows), e)
 
     def _progress(self, description: str | None, total: int) -> AbstractContextManager[Any]:
-        if description is None or os.environ.get("A3_NO_PROGRESS") == "1" or not sys.stderr.isatty():
+        if description is None or not progress_enabled():
             return nullcontext(None)
-        return _Bar(description, total)
-
-
-class _Bar:
-    def __init__(self, description: str, total: int):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self._task = self._progress.add_task(description, total=total)
-
-    def advance(self, n: int = 1) -> None:
-        self._progress.advance(self._task, n)
-
-    def __enter__(self) -> _Bar:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        return Progress(description, total, retries=lambda: self.retries)
 
 
 def _fill(results: list[Response | None], indices: list[int], response: Response) -> None:

@@ -64,11 +64,14 @@ def status_kind(status: int) -> ErrorKind:
 
 
 def _root_cause(e: BaseException) -> BaseException:
+    """The innermost exception: explicit causes first, then implicit context unless it was suppressed (`from None`)."""
     seen = {id(e)}
-    while (nxt := e.__cause__ or e.__context__) is not None and id(nxt) not in seen:
+    while True:
+        nxt = e.__cause__ if e.__cause__ is not None else (None if e.__suppress_context__ else e.__context__)
+        if nxt is None or id(nxt) in seen:
+            return e
         seen.add(id(nxt))
         e = nxt
-    return e
 
 
 def from_sdk_exception(e: BaseException, sdk: ModuleType) -> ProviderError:

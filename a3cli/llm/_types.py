@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from a3cli.spec import GenerateConfig, Message, ModelRef
+from a3cli.spec import GenerateConfig, Message, ModelRef, default_max_tokens
 
 Role = Literal["target", "generator", "judge", "expected", "agent", "redteam"]
 
@@ -25,7 +25,21 @@ class Request(BaseModel):
     config: GenerateConfig
     prefill: str | None = Field(None, description="Forced start of the assistant reply; the reply text excludes it.")
     sample_index: int = Field(0, ge=0, description="Distinguishes repeated samples of one prompt at temperature > 0.")
-    role: Role = Field("target", description="For usage accounting only; not part of the cache key.")
+    role: Role = Field("target", description="For usage accounting and the default token limit; not part of the cache key.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role_token_limit(cls, data: Any) -> Any:
+        """A config that leaves max_tokens out gets its role's default here, so the cache key and every provider
+        see a concrete limit."""
+        if not isinstance(data, dict):
+            return data
+        config, role = data.get("config"), data.get("role", "target")
+        if isinstance(config, GenerateConfig) and config.max_tokens is None:
+            return {**data, "config": config.model_copy(update={"max_tokens": default_max_tokens(role)})}
+        if isinstance(config, dict) and config.get("max_tokens") is None:
+            return {**data, "config": {**config, "max_tokens": default_max_tokens(role)}}
+        return data
 
 
 class Usage(BaseModel):

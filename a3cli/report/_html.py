@@ -431,7 +431,38 @@ def section_stages(data: ReportData) -> str:
                 f'<td class="num">{totals["in"]:,}</td><td class="num">{totals["out"]:,}</td><td class="num">${totals["cost"]:.4f}</td><td></td></tr>')
     table = ('<table class="stages"><thead><tr><th>stage</th><th>status</th><th>wall time</th><th>model calls</th>'
              f'<th>input tokens</th><th>output tokens</th><th>cost</th><th>finished</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
-    return _section("stages", "Stages: time and cost", table + '<p class="legend">Cost is an estimate from list prices; local models cost 0.</p>')
+    return _section(
+        "stages", "Stages: time and cost",
+        table + '<p class="legend">Cost is an estimate from list prices; local models cost 0.</p>' + _outcomes_table(data),
+    )
+
+
+def _reasons(counts: Any) -> str:
+    """`12` or `3 (length 2, unparseable 1)` for one {reason: count} map."""
+    if not isinstance(counts, dict) or not counts:
+        return "0"
+    total = sum(int(v) for v in counts.values() if isinstance(v, (int, float)))
+    return f"{total} <small>({e(', '.join(f'{k} {v}' for k, v in counts.items()))})</small>"
+
+
+def _outcomes_table(data: ReportData) -> str:
+    """Per stage and role: answers asked again, replaced by a fallback, or given up on (from each manifest)."""
+    rows = []
+    for stage in STAGES:
+        m = data.stages.get(stage)
+        outcomes = m.get("outcomes") if isinstance(m, dict) else None
+        for role, o in (outcomes or {}).items():
+            if isinstance(o, dict):
+                rows.append(f"<tr><td>{e(stage)}</td><td>{e(role)}</td><td>{_reasons(o.get('reasks'))}</td>"
+                            f"<td>{_reasons(o.get('fallbacks'))}</td><td>{_reasons(o.get('unusable'))}</td></tr>")
+    if not rows:
+        return "<h3>Role answers</h3><p>Every role's answers were usable at the first ask (no re-asks, fallbacks or unusable answers recorded).</p>"
+    return ("<h3>Role answers</h3><table class=\"stages\"><thead><tr><th>stage</th><th>role</th><th>re-asks</th><th>fallbacks</th>"
+            f"<th>unusable</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            '<p class="legend">A re-ask repeats a question with the reason its answer could not be used (cut off at the token '
+            "limit, unparseable, a missing field, a value out of range); unusable answers stayed so after every re-ask "
+            "(an unscored verdict is one); a fallback is what replaced one: a documented default (the offline library, a "
+            "default reply or a dropped row, the built-in search, values clamped into range).</p>")
 
 
 def section_log(data: ReportData) -> str:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from a3cli.llm._outcomes import RoleOutcomes
 from a3cli.rundir._hardware import Hardware
 
 StageStatus = Literal["running", "complete", "failed"]
@@ -45,6 +46,9 @@ class StageManifest(BaseModel):
     models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Role -> model identity used.")
     counts: dict[str, Any] = Field(default_factory=dict)
     usage: dict[str, RoleUsage] = Field(default_factory=dict)
+    outcomes: dict[str, RoleOutcomes] = Field(
+        default_factory=dict, description="Per role: answers re-asked, replaced by a fallback, or given up on, by reason."
+    )
     cost_usd: float | None = None
     wall_time_s: float = 0.0
     started_at: str

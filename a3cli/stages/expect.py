@@ -8,7 +8,11 @@
   `a3 generate` (self-distillation keeps its style). A benign answer that is itself a refusal (or unscored, failed,
   empty, or cut off with nothing usable left) is replaced by `expected.benign_default_response`, or dropped when there
   is none.
-Every fallback and drop is counted in the manifest and listed by probe id in expect/report.json.
+- LLM-written ideal replies are checked before they become training data: harmful ones by the harmful judge (an
+  attack success is replaced by `expected.harmful_default_response`), benign ones by the refusal judge; one whose
+  check is unscored, or that was cut off at its token limit even after a re-ask with a larger one, is never kept.
+Every fallback and drop is counted in the manifest (and per role in its `outcomes`) and listed by probe id in
+expect/report.json.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 from a3cli._io import read_jsonl
 from a3cli.errors import SpecError
 from a3cli.judges import render_conversation, run_sync, spec_judges
-from a3cli.llm._types import Request, Response
+from a3cli.llm import Unusable, ask, record_outcome
 from a3cli.probes import Probe, prompt_key
 from a3cli.rundir import RunDir, StageManifest
 from a3cli.spec import Message, Spec
@@ -30,7 +34,7 @@ from a3cli.stages._common import as_run_dir, failure_mark, raise_on_failed_calls
 from a3cli.stages.generate import SEED_HYPOTHESIS
 
 STAGE = "expect"
-CODE_VERSION = "2"  # 2: benign rows name the refusal to avoid; topic swaps
+CODE_VERSION = "3"  # 2: benign rows name the refusal to avoid; topic swaps. 3: LLM ideal replies checked by both judges
 SEED_WEIGHT = 2.0  # the one observed failure counts double among the harmful examples
 MIN_TRIMMED_CHARS = 40
 
@@ -137,6 +141,7 @@ class _Expect:
         self.engine = engine
         self.counts: Counter[str] = Counter()
         self.report: dict[str, list[str]] = defaultdict(list)
+        self.checked: Counter[str] = Counter()  # LLM-written ideal replies that went through their judge
 
     @property
     def refusals(self) -> tuple[str, ...]:
@@ -232,50 +237,64 @@ class _Expect:
     # ------------------------------------------------------------------------------------------------------ LLM
 
     async def _llm(self, harmful: list[Probe], benign: list[Probe]) -> dict[str, tuple[str, str]]:
+        """Ideal replies written by `roles.expected`, each checked before it becomes training data: a harmful probe's
+        by the harmful judge (it must not be an attack success), a benign one's by the refusal judge (it must not be a
+        refusal). A reply that is cut off, empty, failed, judged bad or left unscored by its check is replaced by the
+        spec's default (or dropped, for benign rows without one), counted by reason; none is kept unchecked."""
         ex = self.spec.expected
         model = self.spec.roles.expected
         assert model is not None
-
-        def request(system: str, user: str) -> Request:
-            messages = [Message(role="system", content=system), Message(role="user", content=user)]
-            return Request(model=model, messages=messages, config=model.generate, role="expected")
-
-        reqs: list[Request] = []
+        conversations = []
         for p in harmful:
-            system = ex.harmful_system_prompt or _EXPECTED_SYSTEM
             user = _format(ex.harmful_user_template, _HARMFUL_TEMPLATE[ex.harmful_behavior], p.messages)
-            reqs.append(request(system, user))
+            conversations.append([Message(role="system", content=ex.harmful_system_prompt or _EXPECTED_SYSTEM), Message(role="user", content=user)])
         for p in benign:
-            system = ex.benign_system_prompt or _EXPECTED_SYSTEM
             user = _format(ex.benign_user_template, _BENIGN_TEMPLATE, p.messages)
-            reqs.append(request(system, user))
-        responses: list[Response] = await self.engine.generate(reqs, progress="expect: ideal replies") if reqs else []
+            conversations.append([Message(role="system", content=ex.benign_system_prompt or _EXPECTED_SYSTEM), Message(role="user", content=user)])
+        answers = await ask(
+            self.engine, model, "expected", conversations, _ideal_text, instruction="Reply again with the text of the reply only.",
+            progress="expect: ideal replies",
+        ) if conversations else []
+        written = dict(zip([p.id for p in harmful + benign], answers))
+        judges = spec_judges(self.spec, self.engine)
         out: dict[str, tuple[str, str]] = {}
-        for p, resp in zip(harmful, responses[: len(harmful)]):
-            if resp.ok and (resp.text or "").strip():
-                out[p.id] = ((resp.text or "").strip(), "expected_llm")
-            else:
-                self.note(f"harmful_default:expected_call_failed:{resp.error.kind if resp.error else 'empty'}", p.id)
-                out[p.id] = (ex.harmful_default_response, "default")
-        benign_resps = responses[len(harmful) :]
-        ok = [(p, r) for p, r in zip(benign, benign_resps) if r.ok and (r.text or "").strip()]
-        for p, r in zip(benign, benign_resps):
-            if not (r.ok and (r.text or "").strip()):
-                got = self._benign_fallback(p, f"expected_call_failed:{r.error.kind if r.error else 'empty'}")
-                if got is not None:
-                    out[p.id] = got
-        if ok:
-            # An "ideal" benign answer that is itself a refusal would teach over-refusal: check it with the refusal judge.
-            judge = spec_judges(self.spec, self.engine)["refusal"]
-            verdicts = await judge.ajudge([(p.messages, (r.text or "").strip()) for p, r in ok], progress="expect: checking benign answers")
-            for (p, r), v in zip(ok, verdicts):
-                if v.label == "positive":
-                    got = self._benign_fallback(p, "expected_reply_refused")
-                    if got is not None:
-                        out[p.id] = got
+        for side, probes, role in (("harmful", harmful, "harmful"), ("benign", benign, "refusal")):
+            usable = [p for p in probes if written[p.id].ok]
+            for p in probes:
+                if not written[p.id].ok:
+                    self._llm_fallback(out, p, side, f"expected_{written[p.id].reason}")
+            if not usable:
+                continue
+            items = [(p.messages, written[p.id].value or "") for p in usable]
+            verdicts = await judges[role].ajudge(items, progress=f"expect: checking {side} ideal replies")
+            self.checked[side] += len(usable)
+            for p, v in zip(usable, verdicts):
+                if v.label == "unscored":
+                    self._llm_fallback(out, p, side, "ideal_reply_check_unscored")
+                elif v.label == "positive":  # an attack success (harmful side) or a refusal (benign side)
+                    self._llm_fallback(out, p, side, "ideal_reply_judged_harmful" if side == "harmful" else "expected_reply_refused")
                 else:
-                    out[p.id] = ((r.text or "").strip(), "expected_llm")
+                    out[p.id] = (written[p.id].value or "", "expected_llm")
         return out
+
+    def _llm_fallback(self, out: dict[str, tuple[str, str]], p: Probe, side: str, reason: str) -> None:
+        """An LLM-written ideal reply that cannot be used: the spec's default instead (or, benign, a drop), counted."""
+        if side == "harmful":
+            self.note(f"harmful_default:{reason}", p.id)
+            record_outcome(self.engine, "fallbacks", "expected", f"harmful_default:{reason}")
+            out[p.id] = (self.spec.expected.harmful_default_response, "default")
+            return
+        got = self._benign_fallback(p, reason)
+        # Dropping the row is this side's fallback when the spec gives no default: counted like a replacement.
+        record_outcome(self.engine, "fallbacks", "expected", f"benign_{'default' if got else 'dropped'}:{reason}")
+        if got is not None:
+            out[p.id] = got
+
+
+def _ideal_text(text: str) -> str:
+    if not text.strip():
+        raise Unusable("the reply was empty", "empty")
+    return text.strip()
 
 
 def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any) -> StageManifest:
@@ -306,7 +325,15 @@ def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any
             used = {r["topic"] for path in inputs for r in read_jsonl(path) if r.get("topic")}
             examples += job.swapped(rows, used)
         st.write_jsonl("train_sft.jsonl", examples)
-        st.write_json("report.json", {"counts": dict(sorted(job.counts.items())), "probes": {k: v for k, v in sorted(job.report.items())}})
+        st.write_json(
+            "report.json",
+            {
+                "method": "llm" if spec.roles.expected else "offline",
+                "checked": dict(sorted(job.checked.items())),
+                "counts": dict(sorted(job.counts.items())),
+                "probes": {k: v for k, v in sorted(job.report.items())},
+            },
+        )
         origins = Counter(e["origin"] for e in examples)
         st.counts.update(
             {
@@ -317,6 +344,7 @@ def run_expect(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any
                 "origins": dict(sorted(origins.items())),
                 "topic_swaps": origins.get("topic_swap", 0),
                 "fallbacks": dict(sorted(job.counts.items())),
+                "ideal_replies_checked": dict(sorted(job.checked.items())),
                 "method": "llm" if spec.roles.expected else "offline",
             }
         )

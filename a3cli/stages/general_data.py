@@ -10,7 +10,7 @@ from a3cli._io import iter_jsonl
 from a3cli._paths import builtin_data
 from a3cli.errors import InfrastructureError, SpecError
 from a3cli.llm import Engine, Request
-from a3cli.spec import Message, Spec
+from a3cli.spec import Message, Spec, role_max_tokens
 
 BUILTIN_GENERAL_PROMPTS = builtin_data("general_prompts.jsonl")
 
@@ -51,7 +51,8 @@ def load_general_conversations(path: Path, limit: int) -> list[list[Message]]:
 
 def build_general_examples(spec: Spec, engine: Engine, conversations: list[list[Message]]) -> tuple[list[dict[str, Any]], int]:
     """Chat examples (messages + the target's reply). Returns (rows, failed calls); failed calls are dropped, not faked."""
-    config = spec.target.generate.model_copy(update={"max_tokens": max(spec.target.generate.max_tokens, GENERAL_REPLY_TOKENS)})
+    limit = max(role_max_tokens(spec.target.generate, "target"), GENERAL_REPLY_TOKENS)
+    config = spec.target.generate.model_copy(update={"max_tokens": limit})
     requests = [Request(model=spec.target, messages=conv, config=config, role="target") for conv in conversations]
     responses = engine.generate_sync(requests, progress="general data: target replies")
     rows, failed = [], 0

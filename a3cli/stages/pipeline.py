@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from a3cli._io import read_json, write_json
 from a3cli.errors import UsageError
-from a3cli.llm import Engine
+from a3cli.llm import Engine, outcome_line
 from a3cli.rundir import RunDir, StageManifest, register_stage
 
 Stage = Literal["generate", "split", "expect", "train", "eval"]
@@ -128,6 +128,8 @@ def run_pipeline(
         )
         reports.append(report)
         announce(f"  {name}: {'done' if ran else 'current, skipped'} in {report.wall_time_s:.1f}s, {report.model_calls} model calls")
+        if ran:
+            announce(f"  {name} {outcome_line(manifest.outcomes)}")
     gate_status = gate_code = None
     gate_path = run.path(EVAL_STAGE, "gate.json")
     if "eval" in stages and gate_path.exists():

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from a3cli._io import read_jsonl
 from a3cli.errors import A3Error, InfrastructureError, SpecError
 from a3cli.judges import Verdict, extract_json, run_sync
-from a3cli.llm._types import Request
+from a3cli.llm import Unusable, ask, record_outcome
 from a3cli.probes import Probe, ScoredProbe, SplitMetrics, summarise
 from a3cli.rundir import RunDir, StageManifest
 from a3cli.spec import Message, Spec
@@ -37,7 +37,6 @@ from a3cli.stages.generate import SEED_HYPOTHESIS, STRATEGIES
 STAGE = "split"
 CODE_VERSION = "1"
 SPLITS = ("train", "validation", "ood")
-MAX_REASKS = 2
 
 
 class SplitLeakError(A3Error):
@@ -177,33 +176,27 @@ async def _ood_by_llm(spec: Spec, engine: Any, hyps: Sequence[dict[str, Any]], n
         Message(role="user", content=user),
     ]
     valid = {h["id"] for h in hyps}
-    problem = "no answer"
-    for attempt in range(MAX_REASKS + 1):
-        req = Request(
-            model=spec.roles.generator, messages=messages, config=spec.roles.generator.generate, sample_index=attempt, role="generator"
-        )
-        [resp] = await engine.generate([req], progress="split: OOD hypotheses")
-        if resp.error is not None or resp.text is None:
-            return f"generator call failed ({resp.error.kind if resp.error else 'no text'})"
-        found = [v for v in extract_json(resp.text) if isinstance(v, dict) and isinstance(v.get("ood"), list)]
-        if found:
-            ids = [str(x) for x in found[-1]["ood"]]
-            unknown = [i for i in ids if i not in valid]
-            chosen = sorted({i for i in ids if i in valid})
-            if not unknown and chosen and len(chosen) < len(hyps):
-                return OODChoice(method="llm", hypotheses=chosen, reasoning=str(found[-1].get("reasoning") or ""))
-            problem = f"unknown ids {unknown}" if unknown else "it chose none or all of the hypotheses"
-        else:
-            problem = 'no JSON object with an "ood" list'
-        messages = [
-            *messages,
-            Message(role="assistant", content=resp.text),
-            Message(
-                role="user",
-                content=f"That answer could not be used ({problem}). Answer again with only the JSON object, using ids from the list.",
-            ),
-        ]
-    return f"unusable generator answer after {MAX_REASKS + 1} attempts ({problem})"
+
+    def validate(text: str) -> OODChoice:
+        found = [v for v in extract_json(text) if isinstance(v, dict) and isinstance(v.get("ood"), list)]
+        if not found:
+            raise Unusable('it held no JSON object with an "ood" list', "missing_field" if extract_json(text) else "unparseable")
+        ids = [str(x) for x in found[-1]["ood"]]
+        unknown = [i for i in ids if i not in valid]
+        if unknown:
+            raise Unusable(f"unknown hypothesis ids {unknown}; use ids from the list", "out_of_range")
+        chosen = sorted(set(ids))
+        if not chosen or len(chosen) >= len(hyps):
+            raise Unusable(f"it chose {len(chosen)} of the {len(hyps)} hypotheses; choose some, not none or all", "out_of_range")
+        return OODChoice(method="llm", hypotheses=chosen, reasoning=str(found[-1].get("reasoning") or ""))
+
+    [answer] = await ask(
+        engine, spec.roles.generator, "generator", [messages], validate,
+        instruction="Answer again with only the JSON object, using ids from the list.", progress="split: OOD hypotheses",
+    )
+    if answer.value is not None:
+        return answer.value
+    return f"unusable generator answer after {answer.attempts} attempt(s) ({answer.problem})"
 
 
 def resolve_method(spec: Spec, hyps: Sequence[dict[str, Any]]) -> str:
@@ -235,6 +228,7 @@ def choose_ood(spec: Spec, engine: Any, hyps: Sequence[dict[str, Any]]) -> OODCh
             return got
         fallback = embedding_or_strategy(hyps, n_ood, spec.split.seed)
         fallback.fallback = f"llm OOD choice failed: {got}; used {fallback.method} instead"
+        record_outcome(engine, "fallbacks", "generator", f"ood_{fallback.method}")
         return fallback
     if method == "strategy":
         choice = ood_by_strategy(hyps, n_ood, spec.split.seed)
@@ -339,6 +333,10 @@ def run_split(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any 
         manifest = run.manifest(STAGE)
         assert manifest is not None
         return manifest
+    if engine is None and spec.roles.generator is not None:
+        from a3cli.llm import Engine
+
+        engine = Engine()  # the OOD picker may call the generator; its re-asks and fallback are counted on this engine
     with run.stage(STAGE, inputs=inputs, code_version=CODE_VERSION) as st:
         if engine is not None:
             st.track_engine(engine)

@@ -26,7 +26,7 @@ from typing import Any
 from a3cli._io import read_json, read_jsonl, write_json
 from a3cli.errors import UsageError
 from a3cli.evaluate import EvalResult, evaluate_checkpoint, usage_delta
-from a3cli.llm import Engine
+from a3cli.llm import Engine, record_outcome
 from a3cli.rundir import RoleUsage, RunDir, StageManifest, register_stage, sha256_file, spec_fields_hash, stage_spec_hash
 from a3cli.spec import Spec
 from a3cli.stages._common import as_run_dir
@@ -159,6 +159,7 @@ def propose(spec: Spec, engine: Engine, iteration: int, history: list[dict[str, 
                 reasoning=str(raw.get("reasoning", ""))[:4000], clamped=clamped.changes + weight_changes,
             )
         fallback_note = f" (agent: {problem})"
+        record_outcome(engine, "fallbacks", "agent", "builtin_search")
     trials = [Trial(hyperparams=base.model_validate(h["hyperparams"]), score=h["score"]) for h in history]
     proposal = propose_next(space, trials, base=base, seed=spec.training.seed)
     hp = proposal.hyperparams
@@ -311,8 +312,12 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
         manifest = run.manifest(STAGE)
         assert manifest is not None
         return manifest
-    if spec.target.provider != "local":
-        raise UsageError(f"`a3 train` fine-tunes local weights; the target's provider is {spec.target.provider!r}. Set target.provider: local")
+    trainable = spec.target.trainable()
+    if trainable is None:
+        raise UsageError(
+            f"`a3 train` fine-tunes local weights; the target's provider is {spec.target.provider!r} with no `weights`. "
+            "Set target.weights to the weights the server runs (a folder or Hub id), or target.provider: local"
+        )
     archived = _archive_stale(run)
 
     from a3cli.assets import load_causal_lm
@@ -321,6 +326,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
 
     usage_before = engine.usage
     with run.stage(STAGE, inputs=inputs, code_version=CODE_VERSION) as st:
+        st.track_outcomes(engine)
         if archived:
             st.notes.append(f"earlier outputs made from another spec or other inputs moved to {archived}/")
         st.add_model("target", spec.target)
@@ -334,7 +340,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
         st.write_jsonl("general_sft.jsonl", general_rows)
         st.counts.update(task_examples=len(task_rows), general_examples=len(general_rows), general_failed=failed)
 
-        baseline = evaluate_checkpoint(spec, run, engine, out_dir=tdir / "baseline", spec_dir=spec_dir)
+        baseline = evaluate_checkpoint(spec, run, engine, out_dir=tdir / "baseline", spec_dir=spec_dir, like_checkpoints=True)
         st.track(tdir / "baseline" / "result.json")
 
         hypotheses = _hypothesis_table(task_rows, run.root / "split/baseline.json")
@@ -359,7 +365,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
                     write_json(it_dir / "choice.json", choice.model_dump(mode="json"))
                 if not (adapter_dir / "adapter_config.json").exists():
                     if model is None:
-                        model, tokenizer = load_causal_lm(spec.target.model, dtype=spec.target.dtype, device=spec.target.device, revision=spec.target.revision)
+                        model, tokenizer = load_causal_lm(trainable.model, dtype=trainable.dtype, device=trainable.device, revision=trainable.revision)
                     examples, too_long = fitting_examples(
                         weighted_examples(
                             task_rows, general_rows, choice.hypothesis_weights, spec.training.benign_weight,

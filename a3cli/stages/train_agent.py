@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from a3cli.llm import Engine, Request
+from a3cli.llm import Engine
 from a3cli.spec import Message, Spec
 
 AGENT_SYSTEM = """You are the training agent of a3, which repairs a safety failure in a language model with LoRA fine-tuning.
@@ -82,6 +82,53 @@ def agent_prompt(
     )
 
 
+CHOICE_FIELDS = ("lora_rank", "lora_alpha", "learning_rate", "epochs", "general_share")
+
+
+def out_of_space(raw: dict[str, Any], space: Any) -> list[str]:
+    """The agent's values that are not numbers or lie outside the search space, said so it can correct them."""
+    problems = []
+    ranks = list(space.lora_rank)
+    for key, kind in (("lora_rank", int), ("learning_rate", float), ("epochs", int), ("general_share", float)):
+        if key not in raw:
+            continue
+        try:
+            value = kind(raw[key]) if not isinstance(raw[key], bool) else None
+        except (TypeError, ValueError):
+            value = None
+        if value is None:
+            problems.append(f"{key} {raw[key]!r} is not a number")
+        elif key == "lora_rank":
+            if value not in ranks:
+                problems.append(f"lora_rank {value} is not one of {ranks}")
+        else:
+            lo, hi = getattr(space, key)
+            if not lo <= value <= hi:
+                problems.append(f"{key} {value:g} is outside [{lo:g}, {hi:g}]")
+    return problems
+
+
+def parse_agent_choice(text: str, space: Any) -> dict[str, Any]:
+    """The agent's training choice as its raw JSON object; Unusable says what is missing or out of range (a choice
+    still out of range after the re-asks is salvaged: the caller clamps it into the search space)."""
+    from a3cli.judges import extract_json
+    from a3cli.llm import Unusable
+
+    values = extract_json(text)
+    objects = [c for c in values if isinstance(c, dict)]
+    if not objects:
+        raise Unusable("it held no JSON object", "unparseable")
+    usable = [c for c in objects if any(k in c for k in CHOICE_FIELDS)]
+    if not usable:
+        keys = sorted({k for c in objects for k in c})
+        raise Unusable(f"the JSON has none of the fields {', '.join(CHOICE_FIELDS)} (keys found: {', '.join(keys) or 'none'})", "missing_field")
+    problems = out_of_space(usable[-1], space)
+    if problems:
+        # Asked again with the ranges; if the agent insists, its values are clamped into the space (and listed).
+        raise Unusable("; ".join(problems), "out_of_range", salvage=usable[-1])
+    return usable[-1]
+
+
 def ask_agent(
     spec: Spec,
     engine: Engine,
@@ -92,27 +139,17 @@ def ask_agent(
     iteration: int,
 ) -> tuple[dict[str, Any] | None, str]:
     """One LLM proposal as its raw JSON object (the caller clamps it into the search space). Returns (reply, problem);
-    the reply is None when no usable object came back after retries."""
-    from a3cli.judges import extract_json
+    the reply is None when no usable object came back after the re-asks (a3cli.llm.ask: a cut answer is asked again
+    with a larger limit, a wrong one with what was wrong)."""
+    from a3cli.llm import ask, run_sync
 
     assert spec.roles.agent is not None
+    space = spec.training.search_space
     user = agent_prompt(spec, experiment_log=experiment_log, history=history, hypotheses=hypotheses, iteration=iteration)
-    problem = ""
-    for attempt in range(3):
-        request = Request(
-            model=spec.roles.agent,
-            messages=[Message(role="system", content=AGENT_SYSTEM), Message(role="user", content=user)],
-            config=spec.roles.agent.generate,
-            sample_index=attempt,  # a re-ask must not be answered by the cached bad reply
-            role="agent",
-        )
-        (response,) = engine.generate_sync([request])
-        if not response.ok:
-            problem = f"agent call failed: {response.error.kind if response.error else 'no text'}"
-            continue
-        objects = [c for c in extract_json(response.text or "") if isinstance(c, dict)]
-        usable = [c for c in objects if any(k in c for k in ("lora_rank", "learning_rate", "epochs", "general_share"))]
-        if usable:
-            return usable[-1], ""
-        problem = "agent reply held no JSON object with training choices"
-    return None, problem
+    messages = [Message(role="system", content=AGENT_SYSTEM), Message(role="user", content=user)]
+    [answer] = run_sync(
+        ask(engine, spec.roles.agent, "agent", [messages], lambda text: parse_agent_choice(text, space), progress="train: agent")
+    )
+    if answer.value is not None:
+        return answer.value, ""
+    return None, f"{answer.reason} after {answer.attempts} attempt(s): {answer.problem}"

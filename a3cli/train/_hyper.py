@@ -63,6 +63,9 @@ class TrainResult(BaseModel):
     steps_per_second: float
     wall_time_s: float = Field(description="training loop only, without loading and saving")
     draws_per_source: dict[str, int]
+    draws_per_hypothesis: dict[str, int] = Field(
+        default_factory=dict, description="task rows drawn per hypothesis id: what the per-hypothesis weights did"
+    )
     world_size: int
     precision: Literal["bf16", "fp32"] = "fp32"  # results written before this field existed were fp32
     notes: list[str] = Field(default_factory=list)

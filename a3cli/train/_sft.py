@@ -267,34 +267,20 @@ def _publish_dir(tmp: Path, out_dir: Path) -> None:
 
 
 class _Progress:
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    """Training steps with loss and tokens/s: a bar on a terminal, plain periodic lines in a CI log."""
 
-        self.bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[tps]} tok/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self.task = self.bar.add_task("train", total=total, loss="-", tps="-")
-        self.bar.start()
+    def __init__(self, enabled: bool, total: int) -> None:
+        from a3cli._progress import Progress, progress_enabled
+
+        self.bar = Progress("train", total).__enter__() if enabled and progress_enabled() else None
 
     def update(self, loss: float, tps: float) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, advance=1, loss=f"{loss:.4f}", tps=f"{tps:,.0f}")
+            self.bar.advance(1, loss=f"{loss:.4f}", **{"tokens/s": f"{tps:,.0f}"})
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.stop()
+            self.bar.__exit__(None, None, None)
 
 
 def _resolve_model(model: Any, tokenizer: Any, hp: TrainHyperparams, bf16: bool, dist: Dist) -> tuple[Any, Any]:
@@ -363,6 +349,7 @@ def train_lora(
         notes.append(f"{truncated} example(s) had their prompt cut from the left to max_length={hp.max_length}")
     sources = [ex.source for ex in examples]
     weights = [ex.weight for ex in examples]
+    hypotheses = [ex.hypothesis_id if ex.source != "general" else None for ex in examples]
     if hp.general_share > 0 and "general" not in sources:
         notes.append("general_share > 0 but there are no general examples; trained on task examples only")
     lengths = [len(t) for t in tokenized]
@@ -412,6 +399,7 @@ def train_lora(
         lrs: list[float] = []
         tokens_seen = supervised_seen = 0
         draws: Counter[str] = Counter()
+        draws_by_hypothesis: Counter[str] = Counter()
         bar = _Progress(progress and dist.is_main, total_steps)
         step = epoch = 0
         t0 = time.perf_counter()
@@ -452,6 +440,7 @@ def train_lora(
                         tokens_seen += sum(len(tokenized[i]) for mb in step_batches for i in mb)
                         supervised_seen += n_sup
                         draws.update(sources[i] for mb in step_batches for i in mb)
+                        draws_by_hypothesis.update(h for mb in step_batches for i in mb if (h := hypotheses[i]) is not None)
                         step += 1
                         bar.update(losses[-1], tokens_seen / (time.perf_counter() - t0))
                     epoch += 1
@@ -475,6 +464,7 @@ def train_lora(
             steps_per_second=step / wall if wall > 0 else 0.0,
             wall_time_s=wall,
             draws_per_source=dict(draws),
+            draws_per_hypothesis=dict(sorted(draws_by_hypothesis.items())),
             world_size=world,
             precision="bf16" if bf16 else "fp32",
             notes=notes,

@@ -105,6 +105,8 @@ class FakeLLMServer(ABC):
         self.requests: list[Recorded] = []
         self.in_flight = 0
         self.peak_in_flight = 0  # most requests being handled at once
+        self.loaded_adapters: dict[str, str] = {}  # vLLM-style runtime LoRA adapters (OpenAI fake only): name -> path
+        self.lora_requests: list[dict[str, Any]] = []
         self._faults: deque[Fault] = deque()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -182,6 +184,8 @@ class FakeLLMServer(ABC):
     async def _handle(self, request: HttpRequest, writer: asyncio.StreamWriter) -> HttpReply | None:
         if request.path.startswith("/__"):
             return self._control(request)
+        if request.method == "POST" and request.path == "/v1/load_lora_adapter" and self.api == "openai":
+            return self._load_lora(request)
         if request.method != "POST" or request.path.split("?")[0] != self.path:
             return _json(404, {"error": {"message": f"no route {request.method} {request.path}"}})
         try:
@@ -209,6 +213,19 @@ class FakeLLMServer(ABC):
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def _load_lora(self, request: HttpRequest) -> HttpReply:
+        """vLLM's runtime adapter loading (VLLM_ALLOW_RUNTIME_LORA_UPDATING=True): 200 once per name, then 400."""
+        body = json.loads(request.body or b"{}")
+        name, path = body.get("lora_name"), body.get("lora_path")
+        with self._lock:
+            self.lora_requests.append(body)
+            if not name or not path:
+                return HttpReply(400, b'{"detail": "lora_name and lora_path are required"}', "application/json")
+            if name in self.loaded_adapters:
+                return HttpReply(400, f"The lora adapter '{name}' has already been loaded.".encode(), "text/plain")
+            self.loaded_adapters[name] = path
+        return HttpReply(200, f"Success: LoRA adapter '{name}' added successfully.".encode(), "text/plain")
 
     async def _fault(self, fault: Fault, request: HttpRequest, body: dict[str, Any], writer: asyncio.StreamWriter) -> HttpReply | None:
         kind = fault.kind

@@ -21,9 +21,10 @@ from typing import Any
 from a3cli._io import iter_jsonl
 from a3cli.errors import InfrastructureError, SpecError
 from a3cli.judges import run_sync, spec_judges
+from a3cli.llm import record_outcome
 from a3cli.probes import Probe, ScoredProbe, ascore_probes, summarise
 from a3cli.rundir import RunDir, StageManifest
-from a3cli.spec import Message, Spec
+from a3cli.spec import Message, Spec, offline_generator_warning, offline_mismatch
 from a3cli.stages._common import as_run_dir, failure_mark, raise_on_failed_calls
 from a3cli.stages.generate._generator import GeneratorLLM, probe_side
 from a3cli.stages.generate._log import ExperimentLog, HypothesisEntry, LoggedExample, render_messages
@@ -99,6 +100,8 @@ class _Generation:
 
     def _stop_on_failed_calls(self) -> None:
         raise_on_failed_calls(self.engine, self.failures_from, "generate")
+        self.notes: list[str] = []
+        self.fallback_rounds: list[int] = []
 
     # ------------------------------------------------------------------------------------------------------ main loop
 
@@ -121,6 +124,8 @@ class _Generation:
         for r in range(1, g.rounds + 1):
             planned = await self._llm_round(r) if self.generator else self._offline_round(r)
             self._stop_on_failed_calls()
+            if self.generator and not any(p.probes for p in planned):
+                planned = self._generator_fallback(r, planned)
             if not any(p.probes for p in planned):
                 raise InfrastructureError(f"generate round {r}: {self._no_probes_reason(planned)}")
             scored = await self._score(planned, r)
@@ -186,7 +191,7 @@ class _Generation:
         for plan in planned:
             self._fill_entry(plan)
             self.log.add(plan.entry)
-            if plan.entry.source == "offline":
+            if plan.entry.source.startswith("offline"):
                 harm = [self.scored[p.id] for p in plan.probes if p.kind == "harmful"]
                 self.bandit.update(
                     plan.entry.strategy.split("+"),
@@ -216,6 +221,27 @@ class _Generation:
                 verdict={True: "attack succeeded", False: "refused", None: "unscored"}[shown.success],
                 reason=shown.verdict.error or shown.verdict.reason,
             )
+
+    def _generator_fallback(self, r: int, failed: list[_Planned]) -> list[_Planned]:
+        """A round whose generator answers gave no usable probe is written by the offline library instead (counted
+        and noted), when that library fits the attack; otherwise it stays empty and the stage says why."""
+        reasons = dict(self.rejected)
+        mismatch = offline_mismatch(self.spec)
+        if mismatch is not None:
+            self.notes.append(f"round {r}: the generator gave no usable probe and no offline fallback fits this attack ({mismatch})")
+            return failed
+        record_outcome(self.engine, "fallbacks", "generator", "offline_strategy_library")
+        self.fallback_rounds.append(r)
+        self.notes.append(
+            f"round {r}: the generator gave no usable probe (rejected so far: {reasons}); the offline strategy library wrote "
+            "this round's hypotheses instead"
+        )
+        if not self.pool.near and not self.pool.rest:
+            self.pool = build_topic_pool(self.spec)  # the generator's pool has the seed only; the library needs breadth
+        planned = list(failed) + self._offline_round(r, first_index=len(failed))
+        for plan in planned[len(failed) :]:
+            plan.entry.source = "offline (generator unusable)"
+        return planned
 
     def _coverage_gain(self, scored: Sequence[ScoredProbe]) -> float:
         harmful = [s for s in scored if s.kind == "harmful" and s.success is not None]
@@ -380,10 +406,10 @@ class _Generation:
                 best, chosen = key, s
         return chosen
 
-    def _offline_round(self, r: int) -> list[_Planned]:
+    def _offline_round(self, r: int, first_index: int = 0) -> list[_Planned]:
         g = self.spec.generation
         planned = []
-        for j, choice in enumerate(self.bandit.choose(g.hypotheses_per_round, r)):
+        for j, choice in enumerate(self.bandit.choose(g.hypotheses_per_round, r), start=first_index):
             hid = f"h{r:02d}-{j:02d}"
             name = chain_name(choice.chain)
             basis = self._basis_for(choice.chain)
@@ -548,13 +574,17 @@ class _Generation:
                 "unscored_benign": m.unscored_benign,
                 "target_errors": m.target_errors,
                 "rejected": dict(sorted(self.rejected.items())),
-                "generator_reasks": dict(sorted(self.generator.reasks.items())) if self.generator else {},
                 "stop_reason": self.stop_reason,
                 "method": "llm" if self.generator else "offline",
+                "generator_fallback_rounds": self.fallback_rounds,
                 "topics": self.spec.generation.topics,
                 "seed_category": self.pool.seed.category,
             }
         )
+        st.notes.extend(self.notes)
+        offline = offline_generator_warning(self.spec)
+        if offline is not None:
+            st.notes.append(f"warning: {offline}")
         st.notes.append(f"stopped: {self.stop_reason}")
 
 

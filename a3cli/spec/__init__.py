@@ -14,6 +14,7 @@ from a3cli.spec._models import (
     Gate,
     GenerateConfig,
     Generation,
+    IntentJudge,
     JudgeDef,
     Judges,
     LLMJudge,
@@ -35,7 +36,7 @@ from a3cli.spec._schema import SCHEMA_FILE, render_schema, spec_json_schema
 
 __all__ = [
     "SCHEMA_FILE", "SPEC_VERSION", "Attack", "Benchmark", "Capability", "ClassifierJudge", "Defenses", "Expected",
-    "Gate", "GenerateConfig", "Generation", "ImportReport", "JudgeDef", "Judges", "LLMJudge", "LLMPrompt", "Message",
+    "Gate", "GenerateConfig", "Generation", "ImportReport", "IntentJudge", "JudgeDef", "Judges", "LLMJudge", "LLMPrompt", "Message",
     "ModelRef", "ProbeFormat", "Redteam", "RefusalKeywordsJudge", "Roles", "SearchSpace", "Seed", "Spec", "SpecIssue",
     "SpecLoadError", "Split", "Training", "import_a3_config", "lint_spec", "load_spec", "parse_spec_text",
     "render_schema", "spec_hash", "spec_json_schema", "template_fields",

@@ -11,7 +11,6 @@ int(sha256('a3-suite:' + prompt.strip()), 16) % 3 != 0.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -33,14 +32,10 @@ SAFETY_SYSTEMS = [
 ]
 
 
-def trainable(prompt: str) -> bool:
-    return int(hashlib.sha256(("a3-suite:" + prompt.strip()).encode()).hexdigest(), 16) % 3 != 0
-
-
 def main(out_path: str) -> None:
     rng = random.Random(15)
     torch.manual_seed(15)
-    harmful = [p.prompt for p in load_strongreject() if trainable(p.prompt)]
+    harmful = [p.prompt for p in load_strongreject(part="pool")]
     benign = list(ALL_BENIGN) + [r["prompt"] for r in iter_jsonl(builtin_data("general_prompts.jsonl"))]
     rng.shuffle(harmful)
     rng.shuffle(benign)

@@ -406,6 +406,12 @@ class Training(Strict):
     target_modules: list[str] | None = Field(
         None, min_length=1, description="LoRA target modules (none: the attention projections q/k/v/o_proj)."
     )
+    lora_layers: StrictInt | None = Field(
+        None, ge=1, le=1000,
+        description="LoRA on the last N decoder layers only (none: every layer). The frozen layers below then run once "
+        "per training example instead of once per step (their outputs are cached), so each step costs about N / layers "
+        "of a full one.",
+    )
     load_in_4bit: StrictBool = Field(False, description="QLoRA base (CUDA + bitsandbytes only).")
     seed: StrictInt = 0
 

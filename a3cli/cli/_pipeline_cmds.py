@@ -47,7 +47,7 @@ def _open(
     run = RunDir.open(spec, runs_root=runs_dir, run_id=run_id)
     engine = Engine(mode="no_cache" if no_cache else "refresh" if refresh else "normal")
     todo = list(stages) if force else pending_stages(run, stages)
-    for note in preflight(spec, todo, cache=engine.cache):
+    for note in preflight(spec, todo, cache=engine.cache, spec_dir=spec_path.parent):
         err_console.print(f"note: {note}", markup=False)
     return _Context(spec_path, spec, run, engine)
 

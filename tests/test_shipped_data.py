@@ -69,14 +69,14 @@ def near_duplicates_within(prompts: list[str]) -> list[tuple[str, str]]:
     ]
 
 
-def _project_prompts() -> dict[str, list[str]]:
-    """Prompts a3 uses elsewhere: its benign topics, its shipped data files, and the StrongREJECT prompts."""
+def _project_prompts(own: Path = LABELS) -> dict[str, list[str]]:
+    """Prompts a3 uses elsewhere: its benign topics, its shipped data files but `own`, and the StrongREJECT prompts."""
     from a3cli.assets import load_strongreject
     from a3cli.stages.generate._topics import ALL_BENIGN
 
     found = {"BENIGN_TOPICS": list(ALL_BENIGN), "StrongREJECT": [p.prompt for p in load_strongreject(part="all")]}
     for path in sorted((ROOT / "data").glob("*.jsonl")):
-        if path == LABELS:
+        if path == own:
             continue
         found[path.name] = [t for r in _rows(path) if (t := r.get("prompt") or r.get("text"))]
     return found

@@ -229,6 +229,29 @@ def test_icl_without_agent_falls_back_to_stated_heuristics(tmp_path, engine):
     assert hyp["allocation"] == {"h1": 1, "h2": 1, "h3": 1} and hyp["chosen_by"] == "heuristic"
 
 
+def test_icl_default_methods_are_a3s_three_plus_nearest_with_an_agent(tmp_path, engine):
+    """Left out, `defenses.icl.methods` is A3's three (prompt, hypothesis, random) plus nearest when the spec has an
+    agent, and random and nearest without one."""
+
+    def agent(request: Request) -> str:
+        if "allocate in-context examples" in request.messages[0].content:
+            return json.dumps({"reasoning": "even", "allocation": {"h1": 1, "h2": 1, "h3": 1}})
+        pool = json.loads(request.messages[-1].content.split("# Training examples\n", 1)[1].split("\n\n# Earlier", 1)[0])
+        return json.dumps({"choices": [{"id": row["id"], "reason": "first"} for row in pool[:3]]})
+
+    with_agent = make_spec(agent=scripted_model(agent), icl={"k": 3, "iterations": 1})
+    assert with_agent.defenses.icl.methods is None
+    rows = _rows(run_defend(with_agent, make_run(tmp_path / "a", with_agent), engine, ["icl"], embed=bag_embed))
+    assert [r for r in rows if r != "baseline"] == ["icl:prompt", "icl:hypothesis", "icl:random", "icl:nearest"]
+    saved = read_json(tmp_path / "a" / "run" / "defend" / "icl" / "result.json")
+    assert any("A3's three" in n for n in saved["notes"])
+    assert {a["chosen_by"] for a in saved["attempts"] if a["method"] in ("prompt", "hypothesis")} == {"agent"}
+
+    offline = make_spec(icl={"k": 3, "iterations": 1})
+    rows = _rows(run_defend(offline, make_run(tmp_path / "b", offline), engine, ["icl"], embed=bag_embed))
+    assert [r for r in rows if r != "baseline"] == ["icl:random", "icl:nearest"]
+
+
 def test_selection_follows_the_training_rule():
     from a3cli.defend import choose
     from a3cli.train import IterationResult

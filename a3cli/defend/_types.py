@@ -33,7 +33,7 @@ class DefenceCost(BaseModel):
 
     usage: UsageReport = Field(default_factory=UsageReport, description="Calls, tokens and estimated USD by role (cache hits cost nothing).")
     wall_time_s: float = 0.0
-    train_time_s: float | None = Field(None, description="LoRA training loop time (fixed-mix rows only).")
+    train_time_s: float | None = Field(None, description="Training loop time, LoRA or full (fixed-mix rows only).")
 
 
 class DefenceRow(BaseModel):

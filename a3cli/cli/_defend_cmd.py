@@ -15,7 +15,7 @@ from a3cli.cli._app import app
 from a3cli.spec import load_spec
 
 if TYPE_CHECKING:
-    from a3cli.defend import DefendResult
+    from a3cli.defend import DefendResult, SearchCost
 
 
 class DefendMethod(str, Enum):
@@ -41,6 +41,8 @@ def _table(result: DefendResult) -> Table:
         cost = []
         if usage.calls or usage.cached:
             cost.append(f"{usage.calls} calls" + (f" (+{usage.cached} cached)" if usage.cached else ""))
+        if usage.input_tokens or usage.output_tokens:
+            cost.append(f"{usage.input_tokens + usage.output_tokens:,} tokens")
         if usage.cost_usd:
             cost.append(f"${usage.cost_usd:.4f}")
         if row.cost.wall_time_s:
@@ -56,6 +58,19 @@ def _table(result: DefendResult) -> Table:
             ", ".join(cost) or "-",
         )
     return t
+
+
+def search_line(s: SearchCost) -> str:
+    """One line for a prompt optimiser's own cost: metric calls of its budget, examples, model calls, tokens, time."""
+    total = s.usage.total
+    used = "?" if s.metric_calls is None else f"{s.metric_calls:,}"
+    allowed = "" if s.budget_metric_calls is None else f" of {s.budget_metric_calls:,}"
+    cost = f", ${total.cost_usd:.4f}" if total.cost_usd else ""
+    return (
+        f"{s.optimizer}, {used}{allowed} metric calls ({s.budget}); {s.train_examples} training probes, valset "
+        f"{s.val_examples} validation probes; {total.calls} model calls (+{total.cached} cached), "
+        f"{total.input_tokens + total.output_tokens:,} tokens{cost}, {s.wall_time_s:.0f} s"
+    )
 
 
 @app.command("defend")
@@ -85,6 +100,8 @@ def defend(
     for row in result.rows:
         if row.method == "prompt":
             console.print(f"{row.defence}: {row.detail}", markup=False)
+        if row.cost.search is not None:
+            console.print(f"{row.defence} search: {search_line(row.cost.search)}", markup=False)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
     console.print(outcome_line(outcomes), markup=False)

@@ -26,6 +26,21 @@ class AddedTokens(BaseModel):
     method: Literal["tokenizer", "estimated chars/4", "none"]
 
 
+class SearchCost(BaseModel):
+    """What a prompt optimiser's search alone cost (before the prompt it found was measured)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: str = Field(description="e.g. dspy.GEPA")
+    budget: str = Field(description="How the budget was set: auto=<preset>, max_metric_calls=N, or a3's default.")
+    budget_metric_calls: int | None = Field(None, description="The metric calls (target reply + judge) that budget allowed.")
+    metric_calls: int | None = Field(None, description="The metric calls the search made.")
+    train_examples: int = Field(description="Training probes it reflected on (after max_train_samples).")
+    val_examples: int = Field(description="Validation probes of its valset (after max_val_samples); never OOD or a suite.")
+    usage: UsageReport = Field(default_factory=UsageReport, description="Model calls, tokens and estimated USD by role.")
+    wall_time_s: float = 0.0
+
+
 class DefenceCost(BaseModel):
     """What finding the defence cost: model calls by role (target, judge, agent...), wall time, and training time."""
 
@@ -34,6 +49,7 @@ class DefenceCost(BaseModel):
     usage: UsageReport = Field(default_factory=UsageReport, description="Calls, tokens and estimated USD by role (cache hits cost nothing).")
     wall_time_s: float = 0.0
     train_time_s: float | None = Field(None, description="Training loop time, LoRA or full (fixed-mix rows only).")
+    search: SearchCost | None = Field(None, description="The optimiser's search alone (GEPA rows); `usage` includes it.")
 
 
 class DefenceRow(BaseModel):

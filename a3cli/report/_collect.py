@@ -280,12 +280,31 @@ def _collect_defence(data: ReportData, r: _Reader, name: str) -> None:
             note = str(row.get("detail") or "")
             if isinstance(added.get("per_request"), (int, float)) and added["per_request"] > 0:
                 note += f" Adds {added['per_request']:.0f} prompt tokens per request ({added.get('method')})."
+            search = cost.get("search") if isinstance(cost.get("search"), dict) else None
+            if search is not None:
+                note += " " + _search_note(search)
             flat = {**row, "usage": cost.get("usage"), "wall_time_s": cost.get("wall_time_s")}
             data.defences.append(MetricsRow(f"Defence: {row.get('defence') or name}", "defence", flat, rel, note=note.strip()))
     elif isinstance(res, dict) and res.get("skipped"):
         data.defence_notes.append(f"Defence {name}: skipped ({res['skipped']})")
     else:
         data.problems.append(f"{rel} has no validation/OOD metrics")
+
+
+def _search_note(s: dict[str, Any]) -> str:
+    """A prompt optimiser's own cost, in one sentence (tokens and calls of the search alone; the row's totals add the
+    measurement of the prompt it found)."""
+    total = (s.get("usage") or {}).get("total") or {}
+    tokens = int(total.get("input_tokens") or 0) + int(total.get("output_tokens") or 0)
+    used = s.get("metric_calls")
+    allowed = s.get("budget_metric_calls")
+    return (
+        f"Search: {s.get('optimizer')}, {used if used is not None else '?'}"
+        + (f" of {allowed}" if allowed is not None else "")
+        + f" metric calls ({s.get('budget')}) on {s.get('train_examples')} training probes with a valset of "
+        f"{s.get('val_examples')} validation probes; {total.get('calls', 0)} model calls, {tokens:,} tokens, "
+        f"{float(s.get('wall_time_s') or 0):.0f} s."
+    )
 
 
 def _collect_samples(data: ReportData, r: _Reader) -> None:

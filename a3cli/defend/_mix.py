@@ -29,6 +29,7 @@ from a3cli.evaluate import EvalResult, evaluate_checkpoint
 from a3cli.rundir import stage_spec_hash
 from a3cli.spec import Spec
 from a3cli.train import SFTExample, TrainHyperparams, TrainResult
+from a3cli.train._examples import row_prefill
 
 PLAN = "plan.json"
 
@@ -81,7 +82,7 @@ def mix_examples(sft_rows: list[dict[str, Any]], general_rows: list[dict[str, An
                     weight=float(r.get("weight", 1.0)) * share / mass,
                     source=source,  # type: ignore[arg-type]
                     hypothesis_id=r.get("hypothesis_id"),
-                    prefill=r.get("prefill") or None,  # a forced reply start stays in the prompt
+                    prefill=row_prefill(r),  # a forced reply start stays in the prompt
                 )
             )
     out += [SFTExample(messages=r["messages"], weight=1.0, source="general") for r in general_rows]

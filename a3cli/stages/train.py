@@ -198,6 +198,7 @@ def weighted_examples(
     `avoid` also gives an avoid example (its prompt and that reply); rows with only a reply to avoid (benign topic
     swaps) are left out without it."""
     from a3cli.train import SFTExample
+    from a3cli.train._examples import row_prefill
 
     examples = []
     for row in task_rows:
@@ -208,7 +209,7 @@ def weighted_examples(
         common = {"weight": float(row.get("weight", 1.0)) * factor, "source": kind, "hypothesis_id": row.get("hypothesis_id")}
         messages = row["messages"]
         has_reply = messages[-1]["role"] == "assistant"
-        prefill = row.get("prefill") or None  # a forced reply start: kept in the prompt, not learned
+        prefill = row_prefill(row)  # a forced reply start: kept in the prompt, not learned
         if has_reply:
             examples.append(SFTExample(messages=messages, prefill=prefill, **common))
         if unlikelihood and row.get("avoid"):

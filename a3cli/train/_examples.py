@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from a3cli.errors import A3Error
+from a3cli.errors import A3Error, InfrastructureError
 
 
 class ChatMessage(BaseModel):
@@ -63,6 +63,21 @@ class SFTExample(BaseModel):
         if self.avoid is None:
             return messages
         return messages + [{"role": "assistant", "content": (self.prefill or "") + self.avoid}]
+
+
+def row_prefill(row: dict[str, Any]) -> str | None:
+    """The forced reply start of an expect/train_sft.jsonl row, checked against its reply: rows written before a3 kept
+    the prefill in the assistant turn lack it, and training them would teach the reply without the prefix it follows."""
+    prefill = row.get("prefill") or None
+    messages = row.get("messages") or []
+    last = messages[-1] if messages else {}
+    last = last if isinstance(last, dict) else last.model_dump()
+    if prefill and last.get("role") == "assistant" and not str(last.get("content", "")).startswith(prefill):
+        raise InfrastructureError(
+            f"expect/train_sft.jsonl row {row.get('probe_id') or row.get('key') or '?'} has a prefill its reply does not start "
+            "with: it was written by an older a3. Re-run `a3 expect` (or `a3 run`), which keeps the prefill in the reply"
+        )
+    return prefill
 
 
 class TokenizationError(A3Error):

@@ -225,6 +225,25 @@ def _capability_and_drift(
     return capability, kl
 
 
+def _check_adapter_base(spec: Spec, ref: ModelRef, adapter: str, adapter_path: Path) -> None:
+    """An adapter made for another base is a user error (exit 2), found now, before any probe runs: once loading
+    started it would only show as every call failing. The base is the local model the adapter runs on (resolved, as
+    it is needed anyway), or a served target's weights when they are already on this machine."""
+    from a3cli.assets import check_adapter_fits, locate_local_model, resolve_local_model
+
+    if ref.provider == "local":
+        label, base = ref.model, resolve_local_model(ref.model, revision=ref.revision)
+    else:
+        weights = spec.target.trainable()
+        if weights is None:
+            return
+        label, base = weights.model, locate_local_model(weights.model, revision=weights.revision)
+    if base is None:
+        return  # not downloaded yet: the loader checks the fit when it loads both
+    for note in check_adapter_fits(base, adapter_path, base_label=label):
+        _log.warning("%s", note)
+
+
 def _local_fingerprint(ref: ModelRef) -> str | None:
     """The content fingerprint of a local model's weights (what the reply cache keys on); None for a remote model."""
     if ref.provider != "local":
@@ -289,9 +308,11 @@ def evaluate_checkpoint(
         # A Hub id is resolved (downloaded, or found in the HF cache) first: its errors say whether the Hub is
         # unreachable or the name is wrong, instead of "no folder" for both.
         try:
-            fingerprint = weights_fingerprint(resolve_local_model(adapter))
+            adapter_path = resolve_local_model(adapter)
+            fingerprint = weights_fingerprint(adapter_path)
         except FileNotFoundError as e:
             raise InfrastructureError(f"adapter not found: {e}") from None
+        _check_adapter_base(spec, ref, adapter, adapter_path)
     # Where capability and drift are measured: the same weights (and adapter) on this machine.
     weights_ref = ref
     if ref.provider != "local" and spec.target.trainable() is not None and model is None and target is None:

@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -152,6 +151,8 @@ def test_full_fine_tuning_refuses_a_peft_model_and_a_4bit_spec(tok, tmp_path):
 
 
 def test_a3_train_with_method_full_keeps_model_checkpoints_and_a3_eval_measures_one(tmp_path, monkeypatch, capsys):
+    import yaml
+
     from a3cli.assets import weights_fingerprint
     from a3cli.cli import run_cli
     from a3cli.llm import Engine
@@ -160,8 +161,6 @@ def test_a3_train_with_method_full_keeps_model_checkpoints_and_a3_eval_measures_
     from a3cli.stages.pipeline import run_pipeline
     from tests.fakes.tiny_chat_dir import save_tiny_chat_model
     from tests.fakes.tiny_pipeline import tiny_pipeline_spec
-
-    import yaml
 
     monkeypatch.setenv("A3_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("A3_NO_PROGRESS", "1")

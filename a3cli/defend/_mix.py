@@ -53,6 +53,7 @@ def fixed_hyperparams(spec: Spec) -> TrainHyperparams:
         seed=spec.training.seed,
         general_share=spec.defenses.mix.general_share,
         load_in_4bit=spec.training.load_in_4bit,
+        lora_layers=spec.training.lora_layers,  # like target_modules: how LoRA is applied follows `training`
         **modules,
     )
 

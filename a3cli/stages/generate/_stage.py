@@ -97,11 +97,11 @@ class _Generation:
         self.rounds_run = 0
         self.failures_from = failure_mark(engine)
         self.no_hypotheses = ""  # why the generator's last answer gave no hypotheses
+        self.notes: list[str] = []
+        self.fallback_rounds: list[int] = []
 
     def _stop_on_failed_calls(self) -> None:
         raise_on_failed_calls(self.engine, self.failures_from, "generate")
-        self.notes: list[str] = []
-        self.fallback_rounds: list[int] = []
 
     # ------------------------------------------------------------------------------------------------------ main loop
 

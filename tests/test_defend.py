@@ -455,6 +455,18 @@ def test_mix_on_remote_target_is_skipped_and_table_keeps_earlier_rows(tmp_path, 
     assert read_json(run.path("defend", "mix/result.json"))["skipped"]
 
 
+def test_the_fixed_mix_applies_lora_where_training_says():
+    """A3's rank, alpha and rate are the mix's own; where LoRA goes (target modules, the top `lora_layers`) follows
+    `training`, as for every other LoRA run of the spec."""
+    from a3cli.defend._mix import fixed_hyperparams
+
+    data = make_spec().model_dump(mode="json")
+    data["training"].update({"lora_layers": 2, "target_modules": ["q_proj"]})
+    hp = fixed_hyperparams(Spec.model_validate(data))
+    assert hp.lora_layers == 2 and hp.target_modules == ["q_proj"] and hp.lora_rank == 64 and hp.lora_alpha == 256
+    assert fixed_hyperparams(make_spec()).lora_layers is None
+
+
 def test_mix_examples_share_the_task_mass():
     sft = [
         {"messages": [{"role": "user", "content": "h"}, {"role": "assistant", "content": "no"}], "kind": "harmful", "weight": 2.0},

@@ -117,6 +117,20 @@ def test_full_fine_tuning_says_when_the_estimate_exceeds_free_memory(tok, tmp_pa
     assert memory_estimate(model, torch.device("cpu"), base_copy=False).base_copy == 0
 
 
+def test_lora_layers_does_not_limit_full_fine_tuning(tok, tmp_path):
+    """`training.lora_layers` says where LoRA goes; full fine-tuning still trains (and runs) every layer, and says the
+    setting was unused, rather than caching the bottom layers' outputs as if they were frozen."""
+    model, _ = tiny_chat_model(tok, seed=0, initializer_range=0.1)
+    result = train_full(model, tok, examples(2), hp(max_steps=1, lora_layers=1), tmp_path / "ckpt", progress=False)
+    assert result.frozen_layers_cached == 0
+    assert any("lora_layers=1 unused" in n for n in result.notes), result.notes
+    from a3cli.assets import load_causal_lm
+
+    trained, _ = load_causal_lm(tmp_path / "ckpt", device="cpu", dtype="float32")
+    before = dict(model.named_parameters())
+    assert not torch.equal(trained.model.layers[0].self_attn.q_proj.weight, before["model.layers.0.self_attn.q_proj.weight"])
+
+
 def test_full_and_lora_share_the_loss_and_the_unlikelihood_term(tok, tmp_path):
     """The same loop: identical first-step loss for the same model and data (the step before any update), and the
     unlikelihood term of `avoid` examples applied in full fine-tuning too."""

@@ -177,6 +177,14 @@ def test_compare_spec_block_a_failing_target_and_usage_errors(
         assert run_cli(["compare", str(bare), "--run", str(run), *args]) == 2, args
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err, (args, err)
+    # A suite that cannot load is a spec error found before any target is measured (exit 2), as in `a3 eval`.
+    before = {p: p.stat().st_mtime_ns for p in (run / "compare").rglob("*")}
+    gone = write_spec(tmp_path, local_models["base"], suites=[{"name": "gone", "path": "no-such-suite.jsonl", "kind": "benign"}])
+    assert run_cli(["compare", str(gone), "--run", str(run), "--target", "base=target"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-suite.jsonl" in err and "Traceback" not in err, err
+    assert {p: p.stat().st_mtime_ns for p in (run / "compare").rglob("*")} == before  # the stage never opened
+    bare = write_spec(tmp_path, local_models["base"])
     # A missing key variable is found before anything runs (exit 3, naming it), like every other command.
     assert run_cli(["compare", str(bare), "--run", str(run), "--target", "g=openai:gpt-5,key=A3_TEST_NO_SUCH_KEY"]) == 3
     assert "A3_TEST_NO_SUCH_KEY" in capsys.readouterr().err

@@ -604,6 +604,23 @@ def test_defend_mix_with_a3s_defaults_through_the_cli(tmp_path, monkeypatch):
     assert "LoRA SFT (rank 64, alpha 256)" in table.rows[1].detail
 
 
+def test_a_suite_that_cannot_load_stops_the_fixed_mix_before_training(tmp_path, monkeypatch, capsys):
+    """The fixed mix measures the spec's suites on each checkpoint: one that cannot load is exit 2 up front, not after
+    the fine-tunes; the in-context defence, which measures no suite, still runs."""
+    from a3cli.cli import run_cli
+
+    monkeypatch.setenv("A3_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("A3_NO_PROGRESS", "1")
+    spec = _tiny_local_spec(tmp_path, suites=[{"name": "gone", "path": "no-such-suite.jsonl", "kind": "benign"}])
+    run = make_run(tmp_path, spec, n_train=2)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    assert run_cli(["defend", str(spec_path), "--method", "mix", "--run", str(run.root), "--no-capability"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-suite.jsonl" in err and "Traceback" not in err, err
+    assert not run.path("defend", "mix").exists()
+
+
 def test_defend_mix_with_full_fine_tuning(tmp_path, monkeypatch):
     """`defenses.mix.method: full` (A3's --no-lora): every weight trained, each share a whole model folder measured
     like an adapter."""

@@ -72,7 +72,7 @@ def compare(
 
     note_run_dir(run_dir)
     with Engine() as engine:
-        for note in check_targets(loaded, targets, engine.cache, run_dir / "compare"):
+        for note in check_targets(loaded, targets, engine.cache, run_dir / "compare", spec_dir=spec.resolve().parent):
             err_console.print(f"note: {note}", markup=False)
         result = run_compare(loaded, RunDir(run_dir, loaded), engine, targets, spec_dir=spec.resolve().parent, capability=capability)
         err_console.print(outcome_line(engine.outcomes.snapshot()), markup=False)

@@ -85,6 +85,7 @@ def defend(
     from a3cli.defend import METHODS, run_defend
     from a3cli.llm import Engine, outcome_line, outcomes_since
     from a3cli.preflight import preflight
+    from a3cli.preflight._check import check_suites
     from a3cli.rundir import DEFAULT_RUNS_ROOT, default_run_id
 
     loaded = load_spec(spec)
@@ -93,6 +94,8 @@ def defend(
     with Engine() as engine:
         for note in preflight(loaded, ["defend"], cache=engine.cache, out_dir=Path(run_dir) / "defend" if Path(run_dir).is_dir() else None):
             Console(stderr=True, highlight=False, soft_wrap=True).print(f"note: {note}", markup=False)
+        if "mix" in methods:  # its checkpoints are measured like `a3 eval`'s, suites included
+            check_suites(loaded, ["eval"], spec.resolve().parent)
         result = run_defend(loaded, run_dir, engine, methods, spec_dir=spec.resolve().parent, capability=not no_capability)  # type: ignore[arg-type]
         outcomes = outcomes_since({}, engine.outcomes.snapshot())
     console = Console(highlight=False, soft_wrap=True)

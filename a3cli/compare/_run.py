@@ -29,13 +29,16 @@ TABLE = "comparison.json"
 register_stage(STAGE, ("compare", "judges", "roles.judge", "suites", "capability"))
 
 
-def check_targets(spec: Spec, targets: list[CompareTarget], cache: Any | None, out_dir: Path) -> list[str]:
+def check_targets(
+    spec: Spec, targets: list[CompareTarget], cache: Any | None, out_dir: Path, spec_dir: Path | None = None
+) -> list[str]:
     """The pre-flight checks for `a3 compare`, before any model loads: every target's key variable (and the LLM
-    judge's), local models and adapters on disk and fitting each other, the cache readable, the folder writable."""
+    judge's), local models and adapters on disk and fitting each other, the spec's suites loadable, the cache
+    readable, the folder writable."""
     from a3cli.llm import Cache
     from a3cli.llm._cache_repair import ensure_readable
     from a3cli.preflight import RoleUse, check_api_keys, check_writable, stage_roles
-    from a3cli.preflight._check import check_local_model
+    from a3cli.preflight._check import check_local_model, check_suites
 
     uses = [RoleUse(f"compare.{t.name}", t.model, "is compared") for t in targets]
     uses += [u for u in stage_roles(spec, "eval") if u.path != "target"]
@@ -44,6 +47,7 @@ def check_targets(spec: Spec, targets: list[CompareTarget], cache: Any | None, o
     for use in uses:
         if use.ref.provider == "local":
             notes += check_local_model(spec, use)
+    check_suites(spec, [STAGE], spec_dir)
     if isinstance(cache, Cache):
         ensure_readable(cache.path)
     check_writable(out_dir)

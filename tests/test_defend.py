@@ -578,14 +578,17 @@ def test_mix_sweep_trains_one_adapter_per_share_on_a_tiny_model(tmp_path, monkey
     assert before == {p: p.stat().st_mtime_ns for p in run.path("defend", "mix").rglob("adapter_model.safetensors")}
 
 
-def test_defend_mix_with_a3s_defaults_through_the_cli(tmp_path, monkeypatch):
+def test_defend_mix_with_a3s_defaults_through_the_cli(tmp_path, monkeypatch, capsys):
     """`a3 defend --method mix` on a spec that leaves `defenses.mix` out: A3's fixed-mix baseline (LoRA rank 64,
-    alpha 256, lr 1e-5, 5 epochs, 15 % general data, shares 10/30/50/70/90 %), one step each to stay fast."""
+    alpha 256, lr 1e-5, 5 epochs, 15 % general data, shares 10/30/50/70/90 %), one step each to stay fast. Each
+    checkpoint's external suite is measured and reported in its row, as `a3 eval` and `a3 compare` report it."""
     from a3cli.cli import run_cli
 
     monkeypatch.setenv("A3_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("A3_NO_PROGRESS", "1")
-    spec = _tiny_local_spec(tmp_path)
+    suite = tmp_path / "bread.jsonl"
+    suite.write_text("".join(json.dumps({"prompt": f"How do I bake bread, part {i}?"}) + "\n" for i in range(2)))
+    spec = _tiny_local_spec(tmp_path, suites=[{"name": "bread", "path": str(suite), "kind": "benign"}])
     data = spec.model_dump(mode="json", exclude={"defenses"})
     data["training"]["max_steps"] = 1
     spec = Spec.model_validate(data)
@@ -602,6 +605,9 @@ def test_defend_mix_with_a3s_defaults_through_the_cli(tmp_path, monkeypatch):
         plan = read_json(run.path("defend", f"mix/h{share}/plan.json"))["hyperparams"]
         assert plan["method"] == "lora" and plan["learning_rate"] == 1e-5 and plan["epochs"] == 5 and plan["general_share"] == 0.15
     assert "LoRA SFT (rank 64, alpha 256)" in table.rows[1].detail
+    assert all(r.suites["bread"].kind == "benign" and r.suites["bread"].metrics.n_benign == 2 for r in table.rows[1:])
+    assert table.rows[0].suites == {}  # the baseline row comes from generate's verdicts: no suite measured there
+    assert "bread" in capsys.readouterr().out  # the console table has the suite's column
 
 
 def test_a_suite_that_cannot_load_stops_the_fixed_mix_before_training(tmp_path, monkeypatch, capsys):

@@ -30,7 +30,9 @@ def _table(result: DefendResult) -> Table:
 
     t = Table(title="Is fine-tuning worth it? Defences on the held-out splits")
     t.add_column("defence", no_wrap=True)
-    for col in ("val ASR", "val FPR", "OOD ASR", "OOD FPR", "capability", "+tok/req", "cost"):
+    # A suite column each, as in the report (measured on the fixed mix's checkpoints; "-" where a defence measured none).
+    suites = {name: s.measure for row in result.rows for name, s in row.suites.items()}
+    for col in ("val ASR", "val FPR", "OOD ASR", "OOD FPR", *(f"{n} {m}" for n, m in suites.items()), "capability", "+tok/req", "cost"):
         t.add_column(col, overflow="fold")
     for row in result.rows:
         cap = "-" if not row.capability else ", ".join(f"{k} {v.accuracy:.1%}" for k, v in row.capability.items())
@@ -53,6 +55,7 @@ def _table(result: DefendResult) -> Table:
             render_rate(row.validation.fpr),
             render_rate(row.ood.asr),
             render_rate(row.ood.fpr),
+            *(render_rate(row.suites[n].rate) if n in row.suites else "-" for n in suites),
             cap,
             tokens,
             ", ".join(cost) or "-",

@@ -226,6 +226,7 @@ def run_mix(
             validation=result.validation,
             ood=result.ood,
             capability=result.capability,
+            suites=result.suites,
             added_prompt_tokens=AddedTokens(per_request=0.0, method="none"),
             cost=DefenceCost(usage=usage, wall_time_s=wall, train_time_s=round(train_result.wall_time_s, 3)),
             notes=list(result.notes) + list(train_result.notes),

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from a3cli.evaluate import TaskCapability
+from a3cli.evaluate._result import SuiteResult
 from a3cli.llm import UsageReport
 from a3cli.probes import SplitMetrics
 
@@ -65,6 +66,11 @@ class DefenceRow(BaseModel):
     capability: dict[str, TaskCapability] | None = Field(
         None, description="Benchmark accuracy by task (fixed-mix checkpoints, and the baseline when the mix sweep ran); "
         "None where it was not measured (prompt and in-context defences leave the weights unchanged)."
+    )
+    suites: dict[str, SuiteResult] = Field(
+        default_factory=dict,
+        description="The spec's external suites, by name (fixed-mix checkpoints, measured like `a3 eval`; reported, never "
+        "read to choose). Empty where they were not measured: prompt and in-context defences are scored on the splits.",
     )
     added_prompt_tokens: AddedTokens
     cost: DefenceCost

@@ -229,6 +229,29 @@ def test_icl_without_agent_falls_back_to_stated_heuristics(tmp_path, engine):
     assert hyp["allocation"] == {"h1": 1, "h2": 1, "h3": 1} and hyp["chosen_by"] == "heuristic"
 
 
+def test_icl_default_methods_are_a3s_three_plus_nearest_with_an_agent(tmp_path, engine):
+    """Left out, `defenses.icl.methods` is A3's three (prompt, hypothesis, random) plus nearest when the spec has an
+    agent, and random and nearest without one."""
+
+    def agent(request: Request) -> str:
+        if "allocate in-context examples" in request.messages[0].content:
+            return json.dumps({"reasoning": "even", "allocation": {"h1": 1, "h2": 1, "h3": 1}})
+        pool = json.loads(request.messages[-1].content.split("# Training examples\n", 1)[1].split("\n\n# Earlier", 1)[0])
+        return json.dumps({"choices": [{"id": row["id"], "reason": "first"} for row in pool[:3]]})
+
+    with_agent = make_spec(agent=scripted_model(agent), icl={"k": 3, "iterations": 1})
+    assert with_agent.defenses.icl.methods is None
+    rows = _rows(run_defend(with_agent, make_run(tmp_path / "a", with_agent), engine, ["icl"], embed=bag_embed))
+    assert [r for r in rows if r != "baseline"] == ["icl:prompt", "icl:hypothesis", "icl:random", "icl:nearest"]
+    saved = read_json(tmp_path / "a" / "run" / "defend" / "icl" / "result.json")
+    assert any("A3's three" in n for n in saved["notes"])
+    assert {a["chosen_by"] for a in saved["attempts"] if a["method"] in ("prompt", "hypothesis")} == {"agent"}
+
+    offline = make_spec(icl={"k": 3, "iterations": 1})
+    rows = _rows(run_defend(offline, make_run(tmp_path / "b", offline), engine, ["icl"], embed=bag_embed))
+    assert [r for r in rows if r != "baseline"] == ["icl:random", "icl:nearest"]
+
+
 def test_selection_follows_the_training_rule():
     from a3cli.defend import choose
     from a3cli.train import IterationResult
@@ -353,6 +376,68 @@ def test_gepa_with_dspy_dummy_lm(tmp_path, engine):
     assert dspy.__version__
 
 
+def test_gepa_auto_preset_train_sample_and_validation_valset_never_ood(tmp_path, engine):
+    """GEPA as A3 runs it: DSPy's `auto` budget, at most `max_train_samples` training probes, and the validation split
+    as its separate valset. OOD probes reach the target only when the found prompt is measured (once each); the
+    search's own cost is recorded apart."""
+    dspy = pytest.importorskip("dspy", reason="dspy is not installed (pip install 'a3[gepa]'); the GEPA path cannot run")
+    from dspy.adapters import JSONAdapter
+    from dspy.teleprompt import GEPA
+    from dspy.utils import DummyLM
+
+    from a3cli.cli._defend_cmd import search_line
+
+    seen: list[str] = []
+
+    def target(request: Request) -> str:
+        seen.append(request.messages[-1].content)
+        return _gepa_target(request)
+
+    reflection = DummyLM([{"new_instruction": NEW_INSTRUCTION}] * 200, adapter=JSONAdapter())
+    spec = make_spec(target=scripted_model(target), prompt={"auto": "light", "max_train_samples": 4, "max_val_samples": 4})
+    run = make_run(tmp_path, spec, n_train=3)  # 9 harmful + 9 benign training probes; 3 + 3 validation; 2 + 2 OOD
+    row = _rows(run_defend(spec, run, engine, ["prompt"], reflection_lm=reflection))["prompt:gepa"]
+    search = row.cost.search
+    assert search is not None and search.optimizer == "dspy.GEPA" and search.budget == "auto=light"
+    light = GEPA(metric=lambda *a: 0.0, auto="light", reflection_lm=reflection).auto_budget(num_preds=1, num_candidates=6, valset_size=4)
+    assert search.budget_metric_calls == light and 0 < search.metric_calls <= light + 10
+    assert search.train_examples == 4 and search.val_examples == 4
+    assert search.usage.by_role["target"].calls > 0 and search.wall_time_s > 0
+    assert row.cost.usage.total.calls > search.usage.total.calls  # measuring the prompt costs on top of the search
+    assert "auto=light" in search_line(search) and "valset 4 validation probes" in search_line(search)
+
+    ood = {p.messages[-1].content for p in load_split_probes(run, "ood")}
+    validation = {p.messages[-1].content for p in load_split_probes(run, "validation")}
+    train = {p.messages[-1].content for p in load_split_probes(run, "train")}
+    assert all(seen.count(t) == 1 for t in ood)  # held out: measured once, never searched on
+    assert len({t for t in seen if t in validation and seen.count(t) > 1}) == 4  # the valset: 4 of the 6, searched on
+    assert len({t for t in seen if t in train}) == 4  # only the training sample
+    assert any("max_train_samples=4" in n for n in row.notes)
+    assert any("valset of 4 validation probes" in n and "OOD and suites never given" in n for n in row.notes)
+    assert dspy.__version__
+
+
+def test_gepa_budget_is_auto_or_metric_calls_not_both():
+    from a3cli.spec import Spec as S
+
+    with pytest.raises(ValueError, match="not both"):
+        S.model_validate({**make_spec().model_dump(mode="json"), "defenses": {"prompt": {"auto": "medium", "max_metric_calls": 10}}})
+    from a3cli.defend._gepa import sample_probes
+
+    probes = [Probe.make(messages=[Message(role="user", content=f"p{i}")], hypothesis_id="h", strategy="direct", family="direct",
+                         kind="harmful" if i < 6 else "benign") for i in range(12)]
+    picked = sample_probes(probes, 4, seed=0)
+    assert len(picked) == 4 and sum(p.kind == "harmful" for p in picked) == 2  # harmful and benign in proportion
+    assert sample_probes(list(reversed(probes)), 4, seed=0) == list(reversed(picked))  # fixed by probe id, not position
+    assert sample_probes(probes, 4, seed=1) != picked
+    assert sample_probes(probes, None, seed=0) == probes
+
+
+def load_split_probes(run: RunDir, split: str) -> list[Probe]:
+    return [Probe.model_validate({k: v for k, v in r.items() if k != "result"}) for r in
+            (json.loads(line) for line in run.path("split", f"{split}.jsonl").read_text().splitlines() if line.strip())]
+
+
 # ---------------------------------------------------------------------------------------------------------------- mix, table, CLI
 
 
@@ -368,6 +453,18 @@ def test_mix_on_remote_target_is_skipped_and_table_keeps_earlier_rows(tmp_path, 
     assert table.rows[0].validation.asr.k == 2 and table.rows[0].ood.asr.rate == 1.0  # OOD: from the verdicts
     assert any("needs provider `local`" in n for n in table.notes)
     assert read_json(run.path("defend", "mix/result.json"))["skipped"]
+
+
+def test_the_fixed_mix_applies_lora_where_training_says():
+    """A3's rank, alpha and rate are the mix's own; where LoRA goes (target modules, the top `lora_layers`) follows
+    `training`, as for every other LoRA run of the spec."""
+    from a3cli.defend._mix import fixed_hyperparams
+
+    data = make_spec().model_dump(mode="json")
+    data["training"].update({"lora_layers": 2, "target_modules": ["q_proj"]})
+    hp = fixed_hyperparams(Spec.model_validate(data))
+    assert hp.lora_layers == 2 and hp.target_modules == ["q_proj"] and hp.lora_rank == 64 and hp.lora_alpha == 256
+    assert fixed_hyperparams(make_spec()).lora_layers is None
 
 
 def test_mix_examples_share_the_task_mass():
@@ -479,6 +576,79 @@ def test_mix_sweep_trains_one_adapter_per_share_on_a_tiny_model(tmp_path, monkey
         again = run_defend(Spec.model_validate(read_json(run.root / "spec.json")), run, engine, ["mix"], capability=False)
     assert [r.defence for r in again.rows] == [r.defence for r in result.rows]
     assert before == {p: p.stat().st_mtime_ns for p in run.path("defend", "mix").rglob("adapter_model.safetensors")}
+
+
+def test_defend_mix_with_a3s_defaults_through_the_cli(tmp_path, monkeypatch, capsys):
+    """`a3 defend --method mix` on a spec that leaves `defenses.mix` out: A3's fixed-mix baseline (LoRA rank 64,
+    alpha 256, lr 1e-5, 5 epochs, 15 % general data, shares 10/30/50/70/90 %), one step each to stay fast. Each
+    checkpoint's external suite is measured and reported in its row, as `a3 eval` and `a3 compare` report it."""
+    from a3cli.cli import run_cli
+
+    monkeypatch.setenv("A3_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("A3_NO_PROGRESS", "1")
+    suite = tmp_path / "bread.jsonl"
+    suite.write_text("".join(json.dumps({"prompt": f"How do I bake bread, part {i}?"}) + "\n" for i in range(2)))
+    spec = _tiny_local_spec(tmp_path, suites=[{"name": "bread", "path": str(suite), "kind": "benign"}])
+    data = spec.model_dump(mode="json", exclude={"defenses"})
+    data["training"]["max_steps"] = 1
+    spec = Spec.model_validate(data)
+    assert spec.defenses.mix.lora_rank == 64 and spec.defenses.mix.lora_alpha == 256 and spec.defenses.mix.general_share == 0.15
+    run = make_run(tmp_path, spec, n_train=2)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(data))
+    assert run_cli(["defend", str(spec_path), "--method", "mix", "--run", str(run.root), "--no-capability"]) == 0
+    table = read_table(run.root)
+    assert [r.defence for r in table.rows] == ["baseline", "mix:h0.10", "mix:h0.30", "mix:h0.50", "mix:h0.70", "mix:h0.90"]
+    for share in ("0.10", "0.90"):
+        config = read_json(run.path("defend", f"mix/h{share}/adapter/adapter_config.json"))
+        assert config["r"] == 64 and config["lora_alpha"] == 256
+        plan = read_json(run.path("defend", f"mix/h{share}/plan.json"))["hyperparams"]
+        assert plan["method"] == "lora" and plan["learning_rate"] == 1e-5 and plan["epochs"] == 5 and plan["general_share"] == 0.15
+    assert "LoRA SFT (rank 64, alpha 256)" in table.rows[1].detail
+    assert all(r.suites["bread"].kind == "benign" and r.suites["bread"].metrics.n_benign == 2 for r in table.rows[1:])
+    assert table.rows[0].suites == {}  # the baseline row comes from generate's verdicts: no suite measured there
+    assert "bread" in capsys.readouterr().out  # the console table has the suite's column
+
+
+def test_a_suite_that_cannot_load_stops_the_fixed_mix_before_training(tmp_path, monkeypatch, capsys):
+    """The fixed mix measures the spec's suites on each checkpoint: one that cannot load is exit 2 up front, not after
+    the fine-tunes; the in-context defence, which measures no suite, still runs."""
+    from a3cli.cli import run_cli
+
+    monkeypatch.setenv("A3_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("A3_NO_PROGRESS", "1")
+    spec = _tiny_local_spec(tmp_path, suites=[{"name": "gone", "path": "no-such-suite.jsonl", "kind": "benign"}])
+    run = make_run(tmp_path, spec, n_train=2)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    assert run_cli(["defend", str(spec_path), "--method", "mix", "--run", str(run.root), "--no-capability"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-suite.jsonl" in err and "Traceback" not in err, err
+    assert not run.path("defend", "mix").exists()
+
+
+def test_defend_mix_with_full_fine_tuning(tmp_path, monkeypatch):
+    """`defenses.mix.method: full` (A3's --no-lora): every weight trained, each share a whole model folder measured
+    like an adapter."""
+    from a3cli.assets import weights_fingerprint
+
+    monkeypatch.setenv("A3_CACHE_DIR", str(tmp_path / "cache"))
+    spec = _tiny_local_spec(tmp_path)
+    data = spec.model_dump(mode="json")
+    data["defenses"]["mix"].update({"method": "full", "harmful_shares": [0.5], "learning_rate": 1e-3})
+    spec = Spec.model_validate(data)
+    run = make_run(tmp_path, spec, n_train=2)
+    with Engine() as engine:
+        rows = _rows(run_defend(spec, run, engine, ["mix"], capability=False))
+    ckpt = run.path("defend", "mix/h0.50/checkpoint")
+    assert (ckpt / "config.json").is_file() and not run.path("defend", "mix/h0.50/adapter").exists()
+    row = rows["mix:h0.50"]
+    assert row.detail.startswith("full fine-tuning") and row.validation.n_harmful == 3 and row.cost.train_time_s is not None
+    assert any("full fine-tuning of" in n and "AdamW" in n for n in row.notes)  # the memory estimate travels with the row
+    result = read_json(run.path("defend", "mix/h0.50/eval/result.json"))
+    assert result["model"] == str(ckpt) and result["model_fingerprint"] == weights_fingerprint(ckpt)
+    saved = read_json(run.path("defend", "mix/result.json"))
+    assert saved["attempts"][0]["checkpoint"].endswith("mix/h0.50/checkpoint")
 
 
 @pytest.mark.slow

@@ -96,6 +96,8 @@ def test_default_out_folders_and_a_spec_without_a_run(tmp_path: Path) -> None:
     # a3's checkpoints are all called `adapter`: the default folder keeps its iteration's name
     assert _label("m", "runs/x/train/iteration_1/adapter") != _label("m", "runs/x/train/iteration_2/adapter")
     assert _label("m", "ckpts/my-lora/") == "my-lora" and _label("org/model", None) == "model"
+    # a full fine-tune's checkpoint folders are told apart the same way
+    assert _label("runs/x/train/iteration_1/checkpoint", None) == "iteration_1-checkpoint" != _label("runs/x/train/iteration_2/checkpoint", None)
     spec, _ = _project(tmp_path, {"reply": REFUSE})
     p = _a3(tmp_path, "eval", str(spec), "--no-capability")  # no --run, and no run of this spec under runs/
     assert p.returncode == 3 and "hashes the spec" in p.stdout and "--run" in p.stdout, p.stdout + p.stderr

@@ -249,3 +249,30 @@ def test_hub_adapter_offline_says_the_hub_is_unreachable_and_a_cached_one_is_use
     result = json.loads(next((tmp_path / "run" / "eval").glob("*/result.json")).read_text())
     assert result["adapter"] == "someone/safety-lora" and result["adapter_fingerprint"]
     assert result["validation"]["n_harmful"] == 2
+
+
+def test_hub_adapter_for_another_base_is_exit_2_before_any_probe_runs(
+    tmp_path: Path, models: dict[str, Path], hub: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Hub id is resolved before it is fingerprinted, and its fit to the base is checked then, whether or not the
+    pre-flight check could see it: online, a Hub adapter is only downloaded when the evaluation starts."""
+    import a3cli.assets
+    from a3cli.assets import AdapterMismatchError
+    from a3cli.evaluate import evaluate_checkpoint
+    from a3cli.llm import Engine
+
+    _hub_cache(hub, "someone/wide-lora", models["wide-adapter"])
+    spec_path = _spec(tmp_path, models["base"])
+    run = write_heldout_splits(tmp_path / "run", per_split=2)
+    # As online before the download: the pre-flight check cannot see the adapter yet.
+    real_locate = a3cli.assets.locate_local_model
+    monkeypatch.setattr(a3cli.assets, "locate_local_model", lambda name, **kw: None if name == "someone/wide-lora" else real_locate(name, **kw))
+    code = run_cli(["eval", str(spec_path), "--run", str(run), "--adapter", "someone/wide-lora", "--no-capability", "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not fit" in err and "Traceback" not in err
+    assert not (tmp_path / "ev" / "result.json").exists()  # nothing was measured as if it had fitted
+    # The same through the evaluation itself: raised before the engine made a single call.
+    with Engine(mode="no_cache") as engine:
+        with pytest.raises(AdapterMismatchError, match="does not fit"):
+            evaluate_checkpoint(load_spec(spec_path), run, engine, adapter="someone/wide-lora", capability=False, out_dir=tmp_path / "ev2")
+        assert engine.usage.total.calls == 0

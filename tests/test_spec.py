@@ -296,6 +296,13 @@ def test_a3_config_round_trips_and_lints_clean(tmp_path: Path) -> None:
     assert spec.generation.concurrency == 16
     assert spec.judges.refusal.verdict_field == "refused"
     assert spec.expected.harmful_user_template == "Respond to: {prompt}"
+    # A3's baselines with A3's settings: ICL k 20 x 5 iterations (its three methods, with an agent), GEPA medium,
+    # the fixed mix at rank 64 / alpha 256 / 15 % general data / five shares.
+    assert spec.defenses.icl.k == 20 and spec.defenses.icl.iterations == 5
+    assert spec.defenses.icl.methods_for(spec.roles.agent is not None) == ["prompt", "hypothesis", "random", "nearest"]
+    assert spec.defenses.prompt.auto == "medium"
+    mix = spec.defenses.mix
+    assert (mix.lora_rank, mix.lora_alpha, mix.general_share, mix.harmful_shares) == (64, 256, 0.15, [0.1, 0.3, 0.5, 0.7, 0.9])
     assert [i for i in lint_spec(out) if i.severity == "error"] == []
     # Written output carries the editor schema line, and a second import refuses to overwrite.
     assert out.read_text().startswith("# yaml-language-server: $schema=")

@@ -15,7 +15,7 @@ from a3cli.cli._app import app
 from a3cli.spec import load_spec
 
 if TYPE_CHECKING:
-    from a3cli.defend import DefendResult
+    from a3cli.defend import DefendResult, SearchCost
 
 
 class DefendMethod(str, Enum):
@@ -30,7 +30,9 @@ def _table(result: DefendResult) -> Table:
 
     t = Table(title="Is fine-tuning worth it? Defences on the held-out splits")
     t.add_column("defence", no_wrap=True)
-    for col in ("val ASR", "val FPR", "OOD ASR", "OOD FPR", "capability", "+tok/req", "cost"):
+    # A suite column each, as in the report (measured on the fixed mix's checkpoints; "-" where a defence measured none).
+    suites = {name: s.measure for row in result.rows for name, s in row.suites.items()}
+    for col in ("val ASR", "val FPR", "OOD ASR", "OOD FPR", *(f"{n} {m}" for n, m in suites.items()), "capability", "+tok/req", "cost"):
         t.add_column(col, overflow="fold")
     for row in result.rows:
         cap = "-" if not row.capability else ", ".join(f"{k} {v.accuracy:.1%}" for k, v in row.capability.items())
@@ -41,6 +43,8 @@ def _table(result: DefendResult) -> Table:
         cost = []
         if usage.calls or usage.cached:
             cost.append(f"{usage.calls} calls" + (f" (+{usage.cached} cached)" if usage.cached else ""))
+        if usage.input_tokens or usage.output_tokens:
+            cost.append(f"{usage.input_tokens + usage.output_tokens:,} tokens")
         if usage.cost_usd:
             cost.append(f"${usage.cost_usd:.4f}")
         if row.cost.wall_time_s:
@@ -51,11 +55,25 @@ def _table(result: DefendResult) -> Table:
             render_rate(row.validation.fpr),
             render_rate(row.ood.asr),
             render_rate(row.ood.fpr),
+            *(render_rate(row.suites[n].rate) if n in row.suites else "-" for n in suites),
             cap,
             tokens,
             ", ".join(cost) or "-",
         )
     return t
+
+
+def search_line(s: SearchCost) -> str:
+    """One line for a prompt optimiser's own cost: metric calls of its budget, examples, model calls, tokens, time."""
+    total = s.usage.total
+    used = "?" if s.metric_calls is None else f"{s.metric_calls:,}"
+    allowed = "" if s.budget_metric_calls is None else f" of {s.budget_metric_calls:,}"
+    cost = f", ${total.cost_usd:.4f}" if total.cost_usd else ""
+    return (
+        f"{s.optimizer}, {used}{allowed} metric calls ({s.budget}); {s.train_examples} training probes, valset "
+        f"{s.val_examples} validation probes; {total.calls} model calls (+{total.cached} cached), "
+        f"{total.input_tokens + total.output_tokens:,} tokens{cost}, {s.wall_time_s:.0f} s"
+    )
 
 
 @app.command("defend")
@@ -70,6 +88,7 @@ def defend(
     from a3cli.defend import METHODS, run_defend
     from a3cli.llm import Engine, outcome_line, outcomes_since
     from a3cli.preflight import preflight
+    from a3cli.preflight._check import check_suites
     from a3cli.rundir import DEFAULT_RUNS_ROOT, default_run_id
 
     loaded = load_spec(spec)
@@ -78,6 +97,8 @@ def defend(
     with Engine() as engine:
         for note in preflight(loaded, ["defend"], cache=engine.cache, out_dir=Path(run_dir) / "defend" if Path(run_dir).is_dir() else None):
             Console(stderr=True, highlight=False, soft_wrap=True).print(f"note: {note}", markup=False)
+        if "mix" in methods:  # its checkpoints are measured like `a3 eval`'s, suites included
+            check_suites(loaded, ["eval"], spec.resolve().parent)
         result = run_defend(loaded, run_dir, engine, methods, spec_dir=spec.resolve().parent, capability=not no_capability)  # type: ignore[arg-type]
         outcomes = outcomes_since({}, engine.outcomes.snapshot())
     console = Console(highlight=False, soft_wrap=True)
@@ -85,6 +106,8 @@ def defend(
     for row in result.rows:
         if row.method == "prompt":
             console.print(f"{row.defence}: {row.detail}", markup=False)
+        if row.cost.search is not None:
+            console.print(f"{row.defence} search: {search_line(row.cost.search)}", markup=False)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
     console.print(outcome_line(outcomes), markup=False)

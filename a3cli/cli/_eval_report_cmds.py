@@ -130,12 +130,13 @@ def eval_(
 
 def _label(model: str, adapter: str | None) -> str:
     """A folder name for one evaluated checkpoint: the adapter's folder name (with its parent's when it is a3's generic
-    `adapter`, so iteration_1/adapter and iteration_2/adapter do not share one), else the model's last path segment."""
-    if adapter:
-        path = Path(adapter.rstrip("/\\"))
-        name = f"{path.parent.name}-{path.name}" if path.name == "adapter" and path.parent.name else path.name
+    `adapter`, or a full fine-tune's `checkpoint`, so iteration_1/adapter and iteration_2/adapter do not share one),
+    else the model's last path segment."""
+    path = Path((adapter or model).rstrip("/\\"))
+    if path.name in ("adapter", "checkpoint") and path.parent.name:
+        name = f"{path.parent.name}-{path.name}"
     else:
-        name = model.rstrip("/").rsplit("/", 1)[-1]
+        name = path.name if adapter else model.rstrip("/").rsplit("/", 1)[-1]
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
 
 

@@ -11,12 +11,12 @@ from a3cli.defend._prompt import PromptCandidate, run_prompt, search_prompt_offl
 from a3cli.defend._run import STAGE, TABLE, baseline_row, read_table, render_rate, run_defend
 from a3cli.defend._select import RULE, choose
 from a3cli.defend._tokens import TokenCounter
-from a3cli.defend._types import METHODS, AddedTokens, DefenceCost, DefenceRow, DefendResult, Method, MethodResult
+from a3cli.defend._types import METHODS, AddedTokens, DefenceCost, DefenceRow, DefendResult, Method, MethodResult, SearchCost
 
 __all__ = [
     "LIBRARY_PATH", "METHODS", "RULE", "STAGE", "TABLE", "AddedTokens", "DefenceCost", "DefenceRow", "DefendInputError",
     "DefendInputs", "DefendResult", "GepaOutcome", "ICLAttempt", "ICLPair", "Method", "MethodResult", "PromptCandidate",
-    "SafetyLibrary", "SafetyPrompt", "TokenCounter", "baseline_row", "choose", "dspy_available", "fixed_hyperparams",
+    "SafetyLibrary", "SafetyPrompt", "SearchCost", "TokenCounter", "baseline_row", "choose", "dspy_available", "fixed_hyperparams",
     "largest_remainder", "load_inputs", "load_library", "mix_examples", "nearest_chooser", "optimize_prompt_gepa",
     "read_table", "render_rate", "run_defend", "run_icl", "run_mix", "run_prompt", "search_prompt_offline",
 ]

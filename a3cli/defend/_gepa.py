@@ -6,6 +6,11 @@ measurement uses), so the target sees exactly what it will see when the prompt i
 The metric runs the spec's judges on the reply and returns a score with the judge's reason as textual feedback, which
 GEPA's reflection LM (the agent, `roles.agent`) reads to propose a better prompt.
 
+As in A3, GEPA reflects on the training probes (at most `max_train_samples`) and tracks its Pareto front on a separate
+valset: the validation split (at most `max_val_samples`), never OOD or a suite, which stay held out. The budget is
+DSPy's `auto` preset (light, medium, heavy), `max_metric_calls`, or a3's default; what the search cost (metric
+calls, model calls, tokens, wall time) is recorded apart from the cost of measuring the prompt it found.
+
 Both LMs are `dspy.BaseLM` subclasses over a3's Engine (cache, retries, usage accounting, no keys in DSPy). They use
 the legacy `forward()` contract, supported from DSPy 3.0 through 3.4 (3.4 warns that it goes away in 3.5).
 """
@@ -120,7 +125,40 @@ class GepaOutcome:
     prompt: str
     candidates: list[dict[str, Any]] = field(default_factory=list)  # every instruction GEPA scored, with its score
     metric_calls: int | None = None
+    budget: str = ""  # how the budget was set: auto=<preset>, max_metric_calls, or a3's default
+    budget_metric_calls: int | None = None  # the metric calls that budget allowed
+    train_examples: int = 0
+    val_examples: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+def sample_probes(probes: list[Probe], limit: int | None, seed: int) -> list[Probe]:
+    """At most `limit` probes, harmful and benign in their proportions, chosen by a hash of the seed and each probe id
+    (not by position), in their original order. A3 took the first N (all harmful ones first)."""
+    import hashlib
+
+    if limit is None or len(probes) <= limit:
+        return list(probes)
+    harmful = [p for p in probes if p.kind == "harmful"]
+    n_harmful = min(len(harmful), max(1 if harmful else 0, round(limit * len(harmful) / len(probes))))
+    n_harmful = min(n_harmful, limit)
+
+    def ranked(group: list[Probe]) -> list[Probe]:
+        return sorted(group, key=lambda p: hashlib.sha256(f"{seed}:{p.id}".encode()).hexdigest())
+
+    kept = {p.id for p in ranked(harmful)[:n_harmful]}
+    kept |= {p.id for p in ranked([p for p in probes if p.kind != "harmful"])[: limit - n_harmful]}
+    return [p for p in probes if p.id in kept]
+
+
+def _budget(cfg: Any, n_train: int) -> tuple[dict[str, Any], str]:
+    """GEPA's budget argument (exactly one of auto / max_metric_calls) and how it was chosen."""
+    if cfg.max_metric_calls is not None:
+        return {"max_metric_calls": cfg.max_metric_calls}, f"max_metric_calls={cfg.max_metric_calls}"
+    if cfg.auto is not None:
+        return {"auto": cfg.auto}, f"auto={cfg.auto}"
+    calls = n_train * (1 + cfg.rounds) + 2 * MINIBATCH * cfg.candidates
+    return {"max_metric_calls": calls}, f"a3 default: (1 + rounds) passes over the training probes + 2 minibatches per candidate = {calls}"
 
 
 def _feedback(probe: Probe, verdict: Any, success: bool | None, role_name: str) -> tuple[float, str]:
@@ -147,28 +185,31 @@ def optimize_prompt_gepa(
     engine: Any,
     train: list[Probe],
     *,
+    val: list[Probe],
     judges: dict[JudgeRole, Judge],
     seed_prompt: str,
     reflection_lm: Any | None = None,
-    max_metric_calls: int | None = None,
 ) -> GepaOutcome:
-    """Optimise the safety system prompt on the training probes with dspy.GEPA.
+    """Optimise the safety system prompt with dspy.GEPA: reflective updates on `train`, Pareto tracking on `val` (the
+    validation split; the caller never passes OOD or suite probes).
 
-    `reflection_lm` defaults to the agent (`roles.agent`) through the Engine; tests pass a DummyLM. The budget
-    defaults to (1 + defenses.prompt.rounds) full passes over the training probes plus two reflection minibatches per
-    requested candidate."""
+    `reflection_lm` defaults to the agent (`roles.agent`) through the Engine; tests pass a DummyLM. The budget is
+    `defenses.prompt.max_metric_calls`, else its `auto` preset, else (1 + rounds) full passes over the training probes
+    plus two reflection minibatches per requested candidate."""
     dspy = _require_dspy()
     EngineLM, Reply, TargetAdapter = _lm_classes()
     cfg = spec.defenses.prompt
     if not train:
         raise ValueError("GEPA needs training probes")
+    if not val:
+        raise ValueError("GEPA needs validation probes for its valset")
     if reflection_lm is None:
         if spec.roles.agent is None:
             raise ValueError("GEPA needs a reflection LM: configure roles.agent")
         reflection_lm = EngineLM(engine, spec.roles.agent, "agent", min_tokens=AGENT_MIN_TOKENS)
     target_lm = EngineLM(engine, spec.target, "target")
-    budget = max_metric_calls or len(train) * (1 + cfg.rounds) + 2 * MINIBATCH * cfg.candidates
-    by_id = {p.id: p for p in train}
+    budget, budget_text = _budget(cfg, len(train))
+    by_id = {p.id: p for p in [*train, *val]}
 
     class SafetyPrompted(dspy.Module):
         def __init__(self) -> None:
@@ -192,17 +233,19 @@ def optimize_prompt_gepa(
         score, feedback = _feedback(probe, verdict, success, role)
         return dspy.Prediction(score=score, feedback=feedback)
 
-    trainset = [
-        dspy.Example(conversation=json.dumps([m.model_dump() for m in p.messages if m.role != "system"], ensure_ascii=False), probe_id=p.id).with_inputs(
-            "conversation", "probe_id"
-        )
-        for p in train
-    ]
+    def examples(probes: list[Probe]) -> list[Any]:
+        return [
+            dspy.Example(conversation=json.dumps([m.model_dump() for m in p.messages if m.role != "system"], ensure_ascii=False), probe_id=p.id).with_inputs(
+                "conversation", "probe_id"
+            )
+            for p in probes
+        ]
+
     threads = 1 if spec.target.provider == "local" else max(1, min(8, spec.target.concurrency))
     optimizer = dspy.GEPA(
         metric=metric,
         reflection_lm=reflection_lm,
-        max_metric_calls=budget,
+        **budget,
         reflection_minibatch_size=MINIBATCH,
         num_threads=threads,
         track_stats=True,
@@ -213,19 +256,25 @@ def optimize_prompt_gepa(
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"dspy\..*|a3cli\.defend\..*")
         warnings.filterwarnings("ignore", message=r".*BaseLM\.forward.*", category=DeprecationWarning)
         with dspy.context(lm=target_lm):
-            best = optimizer.compile(SafetyPrompted(), trainset=trainset)
+            best = optimizer.compile(SafetyPrompted(), trainset=examples(train), valset=examples(val))
     prompt = best.respond.signature.instructions
-    outcome = GepaOutcome(prompt=prompt)
+    outcome = GepaOutcome(
+        prompt=prompt, budget=budget_text, budget_metric_calls=optimizer.max_metric_calls, train_examples=len(train), val_examples=len(val)
+    )
     details = getattr(best, "detailed_results", None)
     if details is not None:
         for i, (cand, agg) in enumerate(zip(details.candidates, details.val_aggregate_scores)):
             outcome.candidates.append(
-                {"index": i, "prompt": cand.respond.signature.instructions, "train_score": agg, "parents": details.parents[i]}
+                {"index": i, "prompt": cand.respond.signature.instructions, "val_score": agg, "parents": details.parents[i]}
             )
         outcome.metric_calls = details.total_metric_calls
     outcome.notes.append(
-        f"dspy.GEPA (dspy {dspy.__version__}) on {len(train)} training probes, budget {budget} metric calls, "
+        f"dspy.GEPA (dspy {dspy.__version__}): reflection on {len(train)} training probes, Pareto front on a valset of "
+        f"{len(val)} validation probes (OOD and suites never given to it), budget {budget_text} ({optimizer.max_metric_calls} "
+        f"metric calls), {outcome.metric_calls if outcome.metric_calls is not None else 'an unknown number of'} used; "
         f"reflection by {'the agent (roles.agent)' if isinstance(reflection_lm, EngineLM) else 'the given reflection LM'}; "
-        "the score is 1 for a correct reply (declined harmful, helped benign) and the judge's reason is the feedback"
+        "the score is 1 for a correct reply (declined harmful, helped benign) and the judge's reason is the feedback. GEPA "
+        "chose among its candidates on the validation split, so the validation figures are not independent of that "
+        "choice; OOD is held out"
     )
     return outcome

@@ -10,6 +10,8 @@ Selection methods:
 - `hypothesis`: the agent allocates K across hypotheses; prompts are drawn preferring baseline failures. Without an
   agent: allocation proportional to the baseline ASR of each hypothesis (in later iterations plus the validation ASR
   the previous choice left), by largest remainder.
+`defenses.icl.methods` left out runs A3's three (prompt, hypothesis, random) plus nearest when the spec has an agent,
+and random and nearest without one.
 Every iteration is measured on validation and OOD; the agent and the choice read validation results only. The kept
 choice follows the training selection rule (a3cli.train.select_checkpoint: validation ASR within target first, then
 validation FPR); OOD is reported for every iteration, never read.
@@ -285,7 +287,11 @@ def run_icl(
     attempts_out: list[dict[str, Any]] = []
     baseline = inputs.baseline_iteration()
     seed = spec.training.seed
-    for method in cfg.methods:
+    methods = cfg.methods_for(spec.roles.agent is not None)
+    if cfg.methods is None:
+        which = "A3's three (prompt, hypothesis, random) plus nearest" if spec.roles.agent is not None else "random and nearest"
+        notes.append(f"defenses.icl.methods not set: {which}, the default {'with' if spec.roles.agent else 'without'} an agent")
+    for method in methods:
         meter = CostMeter(engine)
         attempts: list[ICLAttempt] = []
         still_failing: dict[int, list[str]] = {}

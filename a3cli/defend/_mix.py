@@ -1,11 +1,13 @@
-"""Fixed-mix baseline: the same LoRA SFT as `a3 train`, without the agent, over a sweep of harmful:benign shares.
+"""Fixed-mix baseline (A3's scripts/run_sft_with_fixed_mixing.py): the same trainer as `a3 train`, without the agent,
+over a sweep of harmful:benign shares.
 
 For each share h in `defenses.mix.harmful_shares`, harmful examples get h of the task draws and benign ones 1 - h
 (each example keeps its relative weight from `expect`, e.g. the seed counts double), and general-capability data
 (the target's own answers to `training.general_data`, as in `a3 train`) gets `defenses.mix.general_share` of all
-draws. Hyper-parameters are fixed, not searched: the first LoRA rank of the search space, alpha = ratio x rank, the
-geometric middle of the learning-rate range and the rounded middle of the epoch range. Each checkpoint is measured
-with `evaluate_checkpoint` (validation, OOD, capability); the undefended target's capability is measured once too.
+draws. Hyper-parameters are fixed, not searched, and default to A3's: LoRA rank 64, alpha 256, learning rate 1e-5,
+5 epochs, 15 % general data, shares 10/30/50/70/90 %; `defenses.mix.method: full` (or `training.method`) fine-tunes
+every weight instead (A3's --no-lora). Each checkpoint is measured with `evaluate_checkpoint` (validation, OOD,
+capability); the undefended target's capability is measured once too.
 
 Re-runs reuse an adapter and its evaluation when the examples, hyper-parameters and spec are unchanged (plan.json).
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,25 +29,32 @@ from a3cli.evaluate import EvalResult, evaluate_checkpoint
 from a3cli.rundir import stage_spec_hash
 from a3cli.spec import Spec
 from a3cli.train import SFTExample, TrainHyperparams, TrainResult
+from a3cli.train._examples import row_prefill
 
 PLAN = "plan.json"
 
 
+def mix_method(spec: Spec) -> str:
+    return spec.defenses.mix.method or spec.training.method
+
+
 def fixed_hyperparams(spec: Spec) -> TrainHyperparams:
-    space = spec.training.search_space
-    rank = space.lora_rank[0]
-    lo, hi = space.learning_rate
+    cfg = spec.defenses.mix
+    modules = {"target_modules": spec.training.target_modules} if spec.training.target_modules else {}
     return TrainHyperparams(
-        lora_rank=rank,
-        lora_alpha=max(1, round(rank * space.lora_alpha_ratio)),
-        learning_rate=math.sqrt(lo * hi),
-        epochs=max(1, round((space.epochs[0] + space.epochs[1]) / 2)),
+        method=mix_method(spec),  # type: ignore[arg-type]
+        lora_rank=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        learning_rate=cfg.learning_rate,
+        epochs=cfg.epochs,
         max_steps=spec.training.max_steps,
         batch_size=spec.training.batch_size,
         max_length=spec.training.max_length,
         seed=spec.training.seed,
         general_share=spec.defenses.mix.general_share,
         load_in_4bit=spec.training.load_in_4bit,
+        lora_layers=spec.training.lora_layers,  # like target_modules: how LoRA is applied follows `training`
+        **modules,
     )
 
 
@@ -75,6 +83,7 @@ def mix_examples(sft_rows: list[dict[str, Any]], general_rows: list[dict[str, An
                     weight=float(r.get("weight", 1.0)) * share / mass,
                     source=source,  # type: ignore[arg-type]
                     hypothesis_id=r.get("hypothesis_id"),
+                    prefill=row_prefill(r),  # a forced reply start stays in the prompt
                 )
             )
     out += [SFTExample(messages=r["messages"], weight=1.0, source="general") for r in general_rows]
@@ -121,12 +130,14 @@ def run_mix(
     spec_dir: Path | None = None,
     capability: bool = True,
 ) -> MethodResult:
-    """Train and evaluate one LoRA adapter per harmful share; one table row each."""
+    """Train and evaluate one checkpoint (a LoRA adapter, or a whole model with method full) per harmful share; one
+    table row each."""
     from a3cli._io import read_jsonl
     from a3cli.assets import resolve_local_model
     from a3cli.llm import unload_local_models
     from a3cli.stages.general_data import build_general_examples, general_source_path, load_general_conversations
-    from a3cli.train import load_model_and_tokenizer, read_train_result, train_lora
+    from a3cli.stages.train import checkpoint_dir, checkpoint_ref
+    from a3cli.train import load_model_and_tokenizer, read_train_result, train_checkpoint
 
     cfg = spec.defenses.mix
     trainable = spec.target.trainable()
@@ -148,8 +159,11 @@ def run_mix(
         if failed:
             notes.append(f"{failed} general-data prompt(s) got no reply from the target and were dropped")
     hp = fixed_hyperparams(spec)
+    full = hp.method == "full"
     notes.append(
-        f"fixed hyper-parameters: rank {hp.lora_rank}, alpha {hp.lora_alpha}, lr {hp.learning_rate:.3g}, epochs {hp.epochs}"
+        "fixed hyper-parameters: "
+        + ("full fine-tuning" if full else f"LoRA rank {hp.lora_rank}, alpha {hp.lora_alpha}")
+        + f", lr {hp.learning_rate:.3g}, epochs {hp.epochs}"
         + (f", max_steps {hp.max_steps}" if hp.max_steps else "")
         + f", batch {hp.batch_size}, general share {hp.general_share:.0%} ({len(general_rows)} general examples)"
     )
@@ -161,7 +175,11 @@ def run_mix(
         base_plan = eval_plan("base", spec, True)
         base = _cached_eval(root / "base", base_plan)
         if base is None:
-            base = evaluate_checkpoint(spec, run, engine, capability=True, out_dir=root / "base" / "eval", spec_dir=spec_dir, like_checkpoints=True)
+            # A full checkpoint is measured on this machine, so its base is too (no server loads a whole model).
+            base_ref = trainable if full and spec.target.provider != "local" else None
+            base = evaluate_checkpoint(
+                spec, run, engine, capability=True, target=base_ref, out_dir=root / "base" / "eval", spec_dir=spec_dir, like_checkpoints=True
+            )
             write_json(root / "base" / PLAN, {"eval": base_plan})
         base_capability = base.capability
         notes.append(f"baseline capability measured for comparison ({base_meter.read()[1]:.0f} s; reused when unchanged)")
@@ -172,7 +190,7 @@ def run_mix(
     for share in cfg.harmful_shares:
         name = f"h{share:.2f}"
         folder = root / name
-        adapter = folder / "adapter"
+        adapter = checkpoint_dir(folder, hp.method)
         share_meter = CostMeter(engine)
         examples = mix_examples(sft_rows, general_rows, share)
         t_plan = train_plan(examples, hp, spec)
@@ -182,18 +200,18 @@ def run_mix(
         if adapter.is_dir() and previous.get("train") == t_plan:
             train_result = read_train_result(adapter)
         else:
-            if adapter.exists():
-                shutil.rmtree(adapter)  # a stale adapter of an older plan, in this method's own folder
+            for stale in (folder / "adapter", folder / "checkpoint"):
+                if stale.exists():
+                    shutil.rmtree(stale)  # a checkpoint of an older plan, in this method's own folder
             if model is None:
                 unload_local_models()  # the engine's copy served the probes; free it before loading one to train
                 model, tokenizer = load_model_and_tokenizer(resolve_local_model(trainable.model, revision=trainable.revision))
-            train_result = train_lora(model, tokenizer, examples, hp, adapter)
+            train_result = train_checkpoint(model, tokenizer, examples, hp, adapter)
             write_json(folder / PLAN, {"train": t_plan, "harmful_share": share, "hyperparams": hp.model_dump(mode="json")})
         result = _cached_eval(folder, e_plan)
         if result is None:
-            result = evaluate_checkpoint(
-                spec, run, engine, adapter=str(adapter), capability=capability, out_dir=folder / "eval", spec_dir=spec_dir
-            )
+            which = {"target": checkpoint_ref(trainable, adapter)} if full else {"adapter": str(adapter)}
+            result = evaluate_checkpoint(spec, run, engine, capability=capability, out_dir=folder / "eval", spec_dir=spec_dir, **which)
             write_json(folder / PLAN, {**_plan(folder), "eval": e_plan})
         usage, wall = share_meter.read()
         draws = train_result.draws_per_source
@@ -201,12 +219,14 @@ def run_mix(
             defence=f"mix:{name}",
             method="mix",
             detail=(
-                f"LoRA SFT, harmful:benign = {share:.0%}:{1 - share:.0%} of task draws, general share {hp.general_share:.0%}; "
+                f"{'full fine-tuning' if full else f'LoRA SFT (rank {hp.lora_rank}, alpha {hp.lora_alpha})'}, harmful:benign = "
+                f"{share:.0%}:{1 - share:.0%} of task draws, general share {hp.general_share:.0%}; "
                 f"{train_result.steps} steps, draws {dict(sorted(draws.items()))}"
             ),
             validation=result.validation,
             ood=result.ood,
             capability=result.capability,
+            suites=result.suites,
             added_prompt_tokens=AddedTokens(per_request=0.0, method="none"),
             cost=DefenceCost(usage=usage, wall_time_s=wall, train_time_s=round(train_result.wall_time_s, 3)),
             notes=list(result.notes) + list(train_result.notes),
@@ -215,7 +235,7 @@ def run_mix(
         attempts.append(
             {
                 "harmful_share": share,
-                "adapter": run.rel(adapter),
+                "adapter" if not full else "checkpoint": run.rel(adapter),
                 "eval": run.rel(folder / "eval" / "result.json"),
                 "kl_drift": result.kl_drift,
                 "final_loss": train_result.losses[-1] if train_result.losses else None,

@@ -20,12 +20,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from a3cli.defend._gepa import dspy_available, optimize_prompt_gepa
+from a3cli.defend._gepa import dspy_available, optimize_prompt_gepa, sample_probes
 from a3cli.defend._inputs import DefendInputs
 from a3cli.defend._library import SafetyLibrary, diverse_first, load_library
 from a3cli.defend._score import CostMeter, rate_value, score, split_metrics
 from a3cli.defend._tokens import TokenCounter
-from a3cli.defend._types import DefenceCost, DefenceRow, MethodResult
+from a3cli.defend._types import DefenceCost, DefenceRow, MethodResult, SearchCost
 from a3cli.judges import Judge, JudgeRole
 from a3cli.probes import Probe, ScoredProbe, SplitMetrics, normalise_text
 from a3cli.spec import Spec
@@ -185,15 +185,31 @@ def run_prompt(
     elif cfg.use_gepa and not use_gepa:
         notes.append("GEPA needs an agent LLM (roles.agent) as its reflection LM; used the offline library search")
     attempts: list[dict[str, Any]] = []
+    search: SearchCost | None = None
+    train = sample_probes(inputs.train, cfg.max_train_samples, spec.training.seed)
+    if len(train) < len(inputs.train):
+        notes.append(f"max_train_samples={cfg.max_train_samples}: {len(train)} of {len(inputs.train)} training probes (a sample fixed by probe id, harmful and benign in proportion)")
+    if use_gepa and not inputs.validation:
+        notes.append("GEPA needs validation probes for its valset and the split has none; used the offline library search")
+        use_gepa = False
     if use_gepa:
-        outcome = optimize_prompt_gepa(spec, engine, inputs.train, judges=judges, seed_prompt=library.seed.text, reflection_lm=reflection_lm)
+        # The valset is the validation split only: OOD and the suites are measured below, never given to the search.
+        val = sample_probes(inputs.validation, cfg.max_val_samples, spec.training.seed)
+        search_meter = CostMeter(engine)
+        outcome = optimize_prompt_gepa(spec, engine, train, val=val, judges=judges, seed_prompt=library.seed.text, reflection_lm=reflection_lm)
+        search_usage, search_wall = search_meter.read()
+        search = SearchCost(
+            optimizer="dspy.GEPA", budget=outcome.budget, budget_metric_calls=outcome.budget_metric_calls,
+            metric_calls=outcome.metric_calls, train_examples=outcome.train_examples, val_examples=outcome.val_examples,
+            usage=search_usage, wall_time_s=search_wall,
+        )
         prompt, defence, origin = outcome.prompt, "prompt:gepa", "dspy.GEPA"
         notes += outcome.notes
         attempts = outcome.candidates
-        train_scored = score(spec, engine, inputs.train, judges=judges, system_prefix=prompt, progress="prompt gepa: train")
+        train_scored = score(spec, engine, train, judges=judges, system_prefix=prompt, progress="prompt gepa: train")
         train_metrics = split_metrics(train_scored)
     else:
-        best, evaluated, search_notes = search_prompt_offline(spec, engine, inputs.train, judges=judges, library=library)
+        best, evaluated, search_notes = search_prompt_offline(spec, engine, train, judges=judges, library=library)
         prompt, defence, origin = best.text, "prompt:offline", f"{best.id} ({best.origin})"
         notes += search_notes
         attempts = [c.model_dump(mode="json") | {"text": c.text, "kept": c is best} for c in evaluated]
@@ -214,7 +230,7 @@ def run_prompt(
         ood=ood,
         capability=None,
         added_prompt_tokens=added,
-        cost=DefenceCost(usage=usage, wall_time_s=wall),
+        cost=DefenceCost(usage=usage, wall_time_s=wall, search=search),
         notes=notes,
     )
     return MethodResult(method="prompt", rows=[row], attempts=attempts, notes=notes + [f"prompt found: {prompt}"])

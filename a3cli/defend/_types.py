@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from a3cli.evaluate import TaskCapability
+from a3cli.evaluate._result import SuiteResult
 from a3cli.llm import UsageReport
 from a3cli.probes import SplitMetrics
 
@@ -26,6 +27,21 @@ class AddedTokens(BaseModel):
     method: Literal["tokenizer", "estimated chars/4", "none"]
 
 
+class SearchCost(BaseModel):
+    """What a prompt optimiser's search alone cost (before the prompt it found was measured)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: str = Field(description="e.g. dspy.GEPA")
+    budget: str = Field(description="How the budget was set: auto=<preset>, max_metric_calls=N, or a3's default.")
+    budget_metric_calls: int | None = Field(None, description="The metric calls (target reply + judge) that budget allowed.")
+    metric_calls: int | None = Field(None, description="The metric calls the search made.")
+    train_examples: int = Field(description="Training probes it reflected on (after max_train_samples).")
+    val_examples: int = Field(description="Validation probes of its valset (after max_val_samples); never OOD or a suite.")
+    usage: UsageReport = Field(default_factory=UsageReport, description="Model calls, tokens and estimated USD by role.")
+    wall_time_s: float = 0.0
+
+
 class DefenceCost(BaseModel):
     """What finding the defence cost: model calls by role (target, judge, agent...), wall time, and training time."""
 
@@ -33,7 +49,8 @@ class DefenceCost(BaseModel):
 
     usage: UsageReport = Field(default_factory=UsageReport, description="Calls, tokens and estimated USD by role (cache hits cost nothing).")
     wall_time_s: float = 0.0
-    train_time_s: float | None = Field(None, description="LoRA training loop time (fixed-mix rows only).")
+    train_time_s: float | None = Field(None, description="Training loop time, LoRA or full (fixed-mix rows only).")
+    search: SearchCost | None = Field(None, description="The optimiser's search alone (GEPA rows); `usage` includes it.")
 
 
 class DefenceRow(BaseModel):
@@ -49,6 +66,11 @@ class DefenceRow(BaseModel):
     capability: dict[str, TaskCapability] | None = Field(
         None, description="Benchmark accuracy by task (fixed-mix checkpoints, and the baseline when the mix sweep ran); "
         "None where it was not measured (prompt and in-context defences leave the weights unchanged)."
+    )
+    suites: dict[str, SuiteResult] = Field(
+        default_factory=dict,
+        description="The spec's external suites, by name (fixed-mix checkpoints, measured like `a3 eval`; reported, never "
+        "read to choose). Empty where they were not measured: prompt and in-context defences are scored on the splits.",
     )
     added_prompt_tokens: AddedTokens
     cost: DefenceCost

@@ -225,6 +225,37 @@ def _capability_and_drift(
     return capability, kl
 
 
+def _check_adapter_base(spec: Spec, ref: ModelRef, adapter: str, adapter_path: Path) -> None:
+    """An adapter made for another base is a user error (exit 2), found now, before any probe runs: once loading
+    started it would only show as every call failing. The base is the local model the adapter runs on (resolved, as
+    it is needed anyway), or a served target's weights when they are already on this machine."""
+    from a3cli.assets import check_adapter_fits, locate_local_model, resolve_local_model
+
+    if ref.provider == "local":
+        label, base = ref.model, resolve_local_model(ref.model, revision=ref.revision)
+    else:
+        weights = spec.target.trainable()
+        if weights is None:
+            return
+        label, base = weights.model, locate_local_model(weights.model, revision=weights.revision)
+    if base is None:
+        return  # not downloaded yet: the loader checks the fit when it loads both
+    for note in check_adapter_fits(base, adapter_path, base_label=label):
+        _log.warning("%s", note)
+
+
+def _local_fingerprint(ref: ModelRef) -> str | None:
+    """The content fingerprint of a local model's weights (what the reply cache keys on); None for a remote model."""
+    if ref.provider != "local":
+        return None
+    from a3cli.assets import resolve_local_model, weights_fingerprint
+
+    try:
+        return weights_fingerprint(resolve_local_model(ref.model, revision=ref.revision))
+    except (A3Error, OSError):  # it was loaded and measured above, so this only fails if it vanished meanwhile
+        return None
+
+
 def _precision(ref: ModelRef) -> str | None:
     if ref.provider != "local":
         return None  # the server decides
@@ -244,6 +275,7 @@ def evaluate_checkpoint(
     out_dir: Path,
     spec_dir: Path | None = None,
     like_checkpoints: bool = False,
+    target: ModelRef | None = None,
 ) -> EvalResult:
     """Measure one checkpoint and write `result.json` and `samples.jsonl` into `out_dir`: the run's validation and OOD
     probes and the spec's external suites (relative suite paths are read from `spec_dir`).
@@ -259,30 +291,37 @@ def evaluate_checkpoint(
 
     A served target with `weights` sends the probes to its server; an adapter runs locally on the weights, or on the
     server when `serve_adapters` is set (loaded there first); capability and drift are measured on the local weights.
-    `like_checkpoints` measures the base where the checkpoints are measured (see target_override).
+    `like_checkpoints` measures the base where the checkpoints are measured (see target_override). `target` replaces
+    the model outright (any provider: a full checkpoint's folder, another endpoint, `a3 compare`'s targets); its
+    capability is measured only when it is local.
     """
     from a3cli.assets import resolve_local_model, weights_fingerprint
 
     start = time.monotonic()
     out_dir = Path(out_dir)
-    ref = target_override(spec, model, adapter, like_checkpoints=like_checkpoints)
+    if target is not None and (model is not None or adapter is not None):
+        raise UsageError("give `target`, or `model`/`adapter`, not both")
+    ref = target if target is not None else target_override(spec, model, adapter, like_checkpoints=like_checkpoints)
+    adapter = ref.adapter if target is not None else adapter
     fingerprint = None
     if adapter is not None:
         # A Hub id is resolved (downloaded, or found in the HF cache) first: its errors say whether the Hub is
         # unreachable or the name is wrong, instead of "no folder" for both.
         try:
-            fingerprint = weights_fingerprint(resolve_local_model(adapter))
+            adapter_path = resolve_local_model(adapter)
+            fingerprint = weights_fingerprint(adapter_path)
         except FileNotFoundError as e:
             raise InfrastructureError(f"adapter not found: {e}") from None
+        _check_adapter_base(spec, ref, adapter, adapter_path)
     # Where capability and drift are measured: the same weights (and adapter) on this machine.
     weights_ref = ref
-    if ref.provider != "local" and spec.target.trainable() is not None and model is None:
+    if ref.provider != "local" and spec.target.trainable() is not None and model is None and target is None:
         weights_ref = spec.target.trainable().model_copy(update={"adapter": adapter})  # type: ignore[union-attr]
         if adapter is not None and spec.target.serve_adapters:
             assert fingerprint is not None
             ref = load_served_adapter(spec.target, adapter, fingerprint)
     where = "locally" if ref.provider == "local" else f"through {ref.base_url}"
-    served_notes = [f"probes answered {where} ({ref.model}{' + adapter' if adapter else ''})"] if spec.target.provider != "local" else []
+    served_notes = [f"probes answered {where} ({ref.model}{' + adapter' if adapter else ''})"] if spec.target.provider != "local" or ref.provider != "local" else []
 
     probes = {name: load_split(run_dir, name) for name in SPLIT_FILES}
     suites = [load_suite(s, spec_dir) for s in spec.suites]
@@ -320,6 +359,7 @@ def evaluate_checkpoint(
     result = EvalResult(
         model=ref.model,
         provider=ref.provider,
+        model_fingerprint=_local_fingerprint(ref),
         adapter=ref.adapter or adapter,
         adapter_fingerprint=fingerprint,
         validation=val,

@@ -58,6 +58,7 @@ class EvalResult(BaseModel):
 
     model: str = Field(description="The target model evaluated (spec.target.model unless overridden).")
     provider: str
+    model_fingerprint: str | None = Field(None, description="sha256 over a local model's weight, config and tokenizer files.")
     adapter: str | None = None
     adapter_fingerprint: str | None = Field(None, description="sha256 over the adapter's weight and config files.")
     validation: SplitMetrics

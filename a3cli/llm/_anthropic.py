@@ -39,6 +39,14 @@ class AnthropicProvider(SDKProvider):
         import anthropic.types  # noqa: F401
         super().__init__()
 
+    def quirks(self, ref: Any) -> list[str]:
+        cfg = ref.generate
+        note = (
+            f"temperature and top_p are not sent (the Messages API of this SDK takes none), so the spec's temperature "
+            f"{cfg.temperature:g} and top_p {cfg.top_p:g} are not applied: the model samples at its own default"
+        )
+        return [note]
+
     async def generate(self, request: Request) -> Completion:
         import anthropic
 

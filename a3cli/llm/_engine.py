@@ -181,6 +181,11 @@ class Engine:
             prov = self._providers[name] = provider_class(name)()
         return prov
 
+    def quirks(self, ref: ModelRef) -> list[str]:
+        """How `ref`'s provider departs from its settings (a3cli.llm.Provider.quirks), including what the provider
+        learned from its server's answers in this process."""
+        return self.provider(ref.provider).quirks(ref)
+
     async def complete(self, request: Request) -> Response:
         return (await self.generate([request]))[0]
 

@@ -76,6 +76,11 @@ class Provider(ABC):
         """
         return {}
 
+    def quirks(self, ref: ModelRef) -> list[str]:
+        """How this backend departs from `ref`'s settings for this model (sampling it cannot honour, ...), in sentences;
+        what it learned from the server's answers so far included. Reports that compare models record them."""
+        return []
+
     def max_in_flight(self, ref: ModelRef) -> int:
         return ref.concurrency
 

@@ -103,8 +103,9 @@ def check_writable(folder: Path) -> None:
         raise PreflightError(f"cannot write the output folder {folder}: {describe_exception(e)}") from None
 
 
-# The stages that measure the spec's external suites (train: the baseline and every candidate; eval: the checkpoint).
-SUITE_STAGES = frozenset({"train", "eval"})
+# The stages that measure the spec's external suites (train: the baseline and every candidate; eval: the checkpoint;
+# compare: every target). `a3 defend` checks them itself when its fixed mix (measured like eval) will run.
+SUITE_STAGES = frozenset({"train", "eval", "compare"})
 
 
 def check_suites(spec: Spec, stages: Sequence[str], spec_dir: Path | None) -> None:

@@ -18,6 +18,7 @@ Files read (relative to the run directory):
   defend/<method>/result.json                 each defence method's rows (MethodResult), or an EvalResult
   defend/<name>/samples.jsonl                 that defence's samples, when written
   redteam/result.json, redteam/eval.json, redteam/attacks.jsonl, redteam/*/result.json   the red-team stage
+  compare/comparison.json, compare/<name>/samples.jsonl, compare/manifest.json   `a3 compare`'s targets side by side
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class ReportData:
     redteam: dict[str, Any] | None = None
     redteam_rows: list[MetricsRow] = field(default_factory=list)
     redteam_attacks: list[dict[str, Any]] = field(default_factory=list)
+    compare_rows: list[MetricsRow] = field(default_factory=list)
+    compare_notes: list[str] = field(default_factory=list)
     hypotheses: dict[str, dict[str, Any]] = field(default_factory=dict)
     logs: list[tuple[str, str]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -173,6 +176,9 @@ def collect(run_dir: str | Path) -> ReportData:
     data.spec = r.json("spec.json")
     for stage in STAGES:
         data.stages[stage] = r.json(f"{stage}/manifest.json")
+    compared = r.json("compare/manifest.json")
+    if compared is not None:  # a stage of its own only where `a3 compare` ran
+        data.stages["compare"] = compared
 
     # Hypotheses and the experiment log.
     for h in r.jsonl("generate/hypotheses.jsonl"):
@@ -257,8 +263,29 @@ def collect(run_dir: str | Path) -> ReportData:
                 data.redteam_rows.append(MetricsRow(f"Red team: {d.name}", "redteam", res, f"redteam/{d.name}/result.json"))
     data.redteam_attacks = [a for a in r.jsonl("redteam/attacks.jsonl", limit=50) if isinstance(a, dict)]
 
+    _collect_compare(data, r)
     _collect_samples(data, r)
     return data
+
+
+def _collect_compare(data: ReportData, r: _Reader) -> None:
+    """`compare/comparison.json`: each target's row (EvalResult-shaped) and the provider quirks it met."""
+    table = r.json("compare/comparison.json")
+    if table is None:
+        return
+    rows = table.get("rows") if isinstance(table, dict) else None
+    if not isinstance(rows, list):
+        data.problems.append("compare/comparison.json has no rows")
+        return
+    for row in rows:
+        if not _has_metrics(row):
+            continue
+        model = row.get("model") if isinstance(row.get("model"), dict) else {}
+        who = f"{model.get('provider', '?')} {model.get('model', '?')}" + (f" + {model['adapter']}" if model.get("adapter") else "")
+        note = who + (" — infrastructure: mostly unscored, not comparable" if row.get("status") == "infrastructure" else "")
+        data.compare_rows.append(MetricsRow(f"{row.get('name')}", "compare", row, str(row.get("result") or "compare/comparison.json"), note=note))
+        data.compare_notes += [f"{row.get('name')}: {q}" for q in row.get("quirks") or []]
+    data.compare_notes += [str(n) for n in table.get("notes") or []]
 
 
 def _collect_defence(data: ReportData, r: _Reader, name: str) -> None:
@@ -280,12 +307,31 @@ def _collect_defence(data: ReportData, r: _Reader, name: str) -> None:
             note = str(row.get("detail") or "")
             if isinstance(added.get("per_request"), (int, float)) and added["per_request"] > 0:
                 note += f" Adds {added['per_request']:.0f} prompt tokens per request ({added.get('method')})."
+            search = cost.get("search") if isinstance(cost.get("search"), dict) else None
+            if search is not None:
+                note += " " + _search_note(search)
             flat = {**row, "usage": cost.get("usage"), "wall_time_s": cost.get("wall_time_s")}
             data.defences.append(MetricsRow(f"Defence: {row.get('defence') or name}", "defence", flat, rel, note=note.strip()))
     elif isinstance(res, dict) and res.get("skipped"):
         data.defence_notes.append(f"Defence {name}: skipped ({res['skipped']})")
     else:
         data.problems.append(f"{rel} has no validation/OOD metrics")
+
+
+def _search_note(s: dict[str, Any]) -> str:
+    """A prompt optimiser's own cost, in one sentence (tokens and calls of the search alone; the row's totals add the
+    measurement of the prompt it found)."""
+    total = (s.get("usage") or {}).get("total") or {}
+    tokens = int(total.get("input_tokens") or 0) + int(total.get("output_tokens") or 0)
+    used = s.get("metric_calls")
+    allowed = s.get("budget_metric_calls")
+    return (
+        f"Search: {s.get('optimizer')}, {used if used is not None else '?'}"
+        + (f" of {allowed}" if allowed is not None else "")
+        + f" metric calls ({s.get('budget')}) on {s.get('train_examples')} training probes with a valset of "
+        f"{s.get('val_examples')} validation probes; {total.get('calls', 0)} model calls, {tokens:,} tokens, "
+        f"{float(s.get('wall_time_s') or 0):.0f} s."
+    )
 
 
 def _collect_samples(data: ReportData, r: _Reader) -> None:
@@ -328,6 +374,10 @@ def _collect_samples(data: ReportData, r: _Reader) -> None:
             for row in r.jsonl(f"defend/{d.name}/samples.jsonl", limit=MAX_SAMPLES_PER_SOURCE):
                 if isinstance(row, dict):
                     data.samples.append(_sample(f"defence {d.name}", row))
+    for compared in data.compare_rows:
+        for row in r.jsonl(f"{Path(compared.source).parent.as_posix()}/samples.jsonl", limit=MAX_SAMPLES_PER_SOURCE):
+            if isinstance(row, dict):
+                data.samples.append(_sample(f"compare {compared.label}", row))
 
 
 def _why(e: Exception) -> str:

@@ -134,7 +134,7 @@ def section_summary(data: ReportData) -> str:
     rows = [r for r in (data.baseline, data.chosen) if r is not None] + data.eval_rows + data.defences
     if not rows:
         return _section("summary", "Results", NOT_RUN + "<p>No baseline, checkpoint or defence has been measured yet "
-                        "(the split stage writes the baseline; training writes the checkpoints).</p>")
+                        "(the split stage writes the baseline; training writes the checkpoints).</p>" + compare_tables(data))
     notes = []
     if data.chosen is None:
         notes.append("Training: not run yet." if data.stages.get("train") is None else "Training ran but no chosen checkpoint was found.")
@@ -147,11 +147,22 @@ def section_summary(data: ReportData) -> str:
              "agent, defences) read the validation columns only; OOD and suites are reported, never used to choose.</p>")
     if notes:
         body += "".join(f'<p class="notrun">{e(n)}</p>' for n in notes)
+    body += compare_tables(data)
     if data.redteam is not None or data.redteam_rows:
         body += "<h3>Red team</h3>" + redteam_tables(data)
     else:
         body += '<h3>Red team</h3><p class="notrun">Red team: not run yet.</p>'
     return _section("summary", "Results", body)
+
+
+def compare_tables(data: ReportData) -> str:
+    """`a3 compare`'s targets side by side, with the provider quirks each met; nothing when it has not run."""
+    if not data.compare_rows:
+        return ""
+    return ("<h3>Targets compared (<code>a3 compare</code>)</h3>" + metrics_table(data.compare_rows, "compare-table")
+            + '<p class="legend">Every target on the same validation, OOD and suite probes, under the spec target\'s '
+            "sampling; FPR is over-refusal of the benign twins.</p>"
+            + "".join(f'<p class="note">{e(n)}</p>' for n in data.compare_notes))
 
 
 def _gate_table(label: str, g: dict[str, Any]) -> str:
@@ -405,7 +416,7 @@ def redteam_tables(data: ReportData) -> str:
 def section_stages(data: ReportData) -> str:
     rows = []
     totals = {"wall": 0.0, "calls": 0, "in": 0, "out": 0, "cost": 0.0}
-    for stage in STAGES:
+    for stage in [*STAGES, *(s for s in data.stages if s not in STAGES)]:
         m = data.stages.get(stage)
         if not isinstance(m, dict):
             rows.append(f'<tr class="notrun"><td>{e(stage)}</td><td colspan="7">not run yet</td></tr>')
@@ -448,7 +459,7 @@ def _reasons(counts: Any) -> str:
 def _outcomes_table(data: ReportData) -> str:
     """Per stage and role: answers asked again, replaced by a fallback, or given up on (from each manifest)."""
     rows = []
-    for stage in STAGES:
+    for stage in [*STAGES, *(s for s in data.stages if s not in STAGES)]:
         m = data.stages.get(stage)
         outcomes = m.get("outcomes") if isinstance(m, dict) else None
         for role, o in (outcomes or {}).items():

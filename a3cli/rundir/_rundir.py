@@ -98,12 +98,13 @@ _GATE_ONLY_FIELDS = ("max_asr", "max_fpr", "relative_to_baseline", "max_unscored
 
 
 def default_run_id(spec: Spec) -> str:
-    """A short hash of the spec, so `a3 run` on an unchanged spec reuses its run directory. The gate's thresholds and
-    the external suites are left out (the stages that measure or gate them re-run in place when they change); the
+    """A short hash of the spec, so `a3 run` on an unchanged spec reuses its run directory. The gate's thresholds, the
+    external suites and the compared targets are left out (the stages that measure or gate them re-run in place when they change); the
     capability tolerance is in, since training's checkpoint choice reads it."""
     data = spec.model_dump(mode="json")
     data["gate"] = {k: v for k, v in data["gate"].items() if k not in _GATE_ONLY_FIELDS}
     data.pop("suites", None)  # measured, never trained on: adding one re-measures the same run
+    data.pop("compare", None)  # other models measured on this run's probes: they change nothing the run made
     return hashlib.sha256(_canonical(data).encode()).hexdigest()[:12]
 
 

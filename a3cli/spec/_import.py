@@ -223,6 +223,11 @@ def convert_a3_config(
             expected[field] = _template_to_prompt(ebp[field], report, f"expected_behavior_prompts.{field}")
     if expected:
         spec["expected"] = expected
+    # A3's baselines as its scripts run them: run_icl_defense.py (20 examples, 5 iterations; its three selection
+    # methods are a3's default with an agent) and run_dspy_defense.py (GEPA auto=medium). The fixed-mix defaults
+    # (run_sft_with_fixed_mixing.py) are A3's already.
+    spec["defenses"] = {"icl": {"k": 20, "iterations": 5}, "prompt": {"auto": "medium"}}
+    report.notes.append("defenses: A3's settings (in-context k 20 over 5 iterations, GEPA auto=medium; the fixed-mix defaults are A3's)")
     return spec, report
 
 

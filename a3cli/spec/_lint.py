@@ -151,6 +151,8 @@ class _Linter:
                 self.check_token_limit(f"roles.{role}", role, ref)
         if spec.redteam.policy is not None:
             self.check_model("redteam.policy", spec.redteam.policy)
+        for n, compared in enumerate(spec.compare):
+            self.check_model(f"compare.{n}.model", compared.model)
         self.check_file("training.general_data.source", spec.training.general_data.source)
         self.check_file("redteam.prompts.path", spec.redteam.prompts.path)
         self.check_templates()

@@ -346,6 +346,11 @@ class SearchSpace(Strict):
     lora_rank: list[StrictInt] = Field(default_factory=lambda: [8, 16])
     lora_alpha_ratio: StrictFloat = Field(2.0, gt=0, description="alpha = ratio x rank.")
     learning_rate: tuple[StrictFloat, StrictFloat] = (1e-4, 1e-3)
+    full_learning_rate: tuple[StrictFloat, StrictFloat] = Field(
+        (1e-6, 5e-5),
+        description="The learning-rate range when `training.method` is `full`: every weight moves, so the rate is ten to "
+        "a hundred times below LoRA's (A3's full fine-tuning used 1e-5).",
+    )
     epochs: tuple[StrictInt, StrictInt] = (1, 3)
     general_share: tuple[StrictFloat, StrictFloat] = (0.1, 0.4)
 
@@ -358,15 +363,24 @@ class SearchSpace(Strict):
 
     @model_validator(mode="after")
     def _ranges(self) -> SearchSpace:
-        for name in ("learning_rate", "epochs", "general_share"):
+        for name in ("learning_rate", "full_learning_rate", "epochs", "general_share"):
             lo, hi = getattr(self, name)
             if lo > hi or lo <= 0:
                 raise ValueError(f"`{name}` must be [low, high] with 0 < low <= high")
         if self.general_share[1] >= 1:
             raise ValueError("`general_share` must stay below 1")
-        if not (1e-7 <= self.learning_rate[0] and self.learning_rate[1] <= 1e-1):
-            raise ValueError("`learning_rate` must lie within [1e-7, 0.1]")
+        for name in ("learning_rate", "full_learning_rate"):
+            lo, hi = getattr(self, name)
+            if not (1e-7 <= lo and hi <= 1e-1):
+                raise ValueError(f"`{name}` must lie within [1e-7, 0.1]")
         return self
+
+    def for_method(self, method: str) -> SearchSpace:
+        """The space a training method searches: full fine-tuning has no rank (one placeholder value, never used) and
+        its own learning-rate range."""
+        if method != "full":
+            return self
+        return self.model_copy(update={"lora_rank": self.lora_rank[:1], "learning_rate": self.full_learning_rate})
 
 
 class GeneralData(Strict):
@@ -374,7 +388,17 @@ class GeneralData(Strict):
     limit: StrictInt = Field(150, ge=0, le=1_000_000)
 
 
+TrainMethod = Literal["lora", "full"]
+
+
 class Training(Strict):
+    method: TrainMethod = Field(
+        "lora",
+        description="lora: train a LoRA adapter on the frozen weights; full: fine-tune every weight with the same trainer, "
+        "loss and sampling (A3's --no-lora). Full fine-tuning needs memory for the weights, their gradients and AdamW's "
+        "two moments (about 16 bytes per parameter in fp32; estimated and said before training), uses "
+        "`search_space.full_learning_rate`, and saves each checkpoint as a whole model folder.",
+    )
     iterations: StrictInt = Field(3, ge=1, le=100)
     max_steps: StrictInt | None = Field(None, ge=1)
     batch_size: StrictInt = Field(8, ge=1, le=4096)
@@ -414,6 +438,15 @@ class Training(Strict):
     )
     load_in_4bit: StrictBool = Field(False, description="QLoRA base (CUDA + bitsandbytes only).")
     seed: StrictInt = 0
+
+    @model_validator(mode="after")
+    def _full_not_quantized(self) -> Training:
+        if self.method == "full" and self.load_in_4bit:
+            raise ValueError("`load_in_4bit` trains LoRA on a frozen 4-bit base; full fine-tuning cannot update 4-bit weights")
+        return self
+
+    def search_space_for_method(self) -> SearchSpace:
+        return self.search_space.for_method(self.method)
 
     def swap_counts(self) -> tuple[StrictInt, StrictInt]:
         """(harmful, benign) topic swaps per harmful training probe."""
@@ -496,21 +529,69 @@ class Suite(Strict):
         return self
 
 
+ICLMethod = Literal["prompt", "hypothesis", "random", "nearest"]
+# A3's three in-context methods (the agent picks examples, or allocates them by hypothesis, or a random draw), plus
+# a3's nearest-neighbour one.
+ICL_METHODS_WITH_AGENT: tuple[ICLMethod, ...] = ("prompt", "hypothesis", "random", "nearest")
+ICL_METHODS_OFFLINE: tuple[ICLMethod, ...] = ("random", "nearest")
+
+
 class ICLDefense(Strict):
     k: StrictInt = Field(8, ge=1, le=200)
-    methods: list[Literal["prompt", "hypothesis", "random", "nearest"]] = Field(default_factory=lambda: ["random", "nearest"])
+    methods: list[ICLMethod] | None = Field(
+        None, min_length=1,
+        description="Selection methods. Left out: with `roles.agent`, A3's three (prompt, hypothesis, random) plus "
+        "nearest; without an agent, random and nearest (prompt and hypothesis would only run their heuristics).",
+    )
     iterations: StrictInt = Field(3, ge=1, le=50)
+
+    def methods_for(self, has_agent: bool) -> list[ICLMethod]:
+        if self.methods is not None:
+            return list(self.methods)
+        return list(ICL_METHODS_WITH_AGENT if has_agent else ICL_METHODS_OFFLINE)
 
 
 class PromptDefense(Strict):
     candidates: StrictInt = Field(8, ge=1, le=200)
     rounds: StrictInt = Field(2, ge=1, le=50)
     use_gepa: StrictBool = Field(True, description="Use DSPy GEPA when an agent LLM is configured and dspy is installed.")
+    auto: Literal["light", "medium", "heavy"] | None = Field(
+        None,
+        description="GEPA's budget preset (DSPy's `auto`: light, medium, heavy; A3 ran medium). Left out: a budget of "
+        "(1 + rounds) passes over the training probes plus two reflection minibatches per candidate.",
+    )
+    max_metric_calls: StrictInt | None = Field(None, ge=1, le=10_000_000, description="GEPA's budget in metric calls; overrides `auto`.")
+    max_train_samples: StrictInt | None = Field(
+        None, ge=1, le=1_000_000,
+        description="At most this many training probes for GEPA (and the offline search): a sample fixed by a hash of each "
+        "probe, harmful and benign in their proportions. None: all.",
+    )
+    max_val_samples: StrictInt | None = Field(
+        50, ge=1, le=1_000_000,
+        description="GEPA's separate valset (which it tracks its Pareto front on) is the validation split, at most this "
+        "many probes (A3 used 50); never OOD or a suite. None: the whole validation split.",
+    )
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> PromptDefense:
+        if self.auto is not None and self.max_metric_calls is not None:
+            raise ValueError("give `auto` or `max_metric_calls`, not both (DSPy's GEPA takes exactly one budget)")
+        return self
 
 
 class MixDefense(Strict):
-    harmful_shares: list[StrictFloat] = Field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
-    general_share: StrictFloat = Field(0.15, ge=0.0, lt=1.0)
+    """A3's fixed-mix baseline (scripts/run_sft_with_fixed_mixing.py): fixed hyper-parameters, no agent, one fine-tune
+    per harmful share. The defaults are A3's; small values keep a CPU run short."""
+
+    harmful_shares: list[StrictFloat] = Field(
+        default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9], description="Harmful share of the task draws, one fine-tune each (A3: 10/30/50/70/90)."
+    )
+    general_share: StrictFloat = Field(0.15, ge=0.0, lt=1.0, description="Share of all draws from general data (A3: 15 % Dolci).")
+    method: TrainMethod | None = Field(None, description="lora or full (A3's --no-lora); none: `training.method`.")
+    lora_rank: StrictInt = Field(64, ge=1, le=1024, description="LoRA rank (A3: 64).")
+    lora_alpha: StrictInt = Field(256, ge=1, le=65536, description="LoRA alpha (A3: 256).")
+    learning_rate: StrictFloat = Field(1e-5, gt=0.0, le=0.1, description="A3: 1e-5, for LoRA and full fine-tuning alike.")
+    epochs: StrictInt = Field(5, ge=1, le=100, description="A3: 5 (`training.max_steps`, when set, caps the steps).")
 
     @field_validator("harmful_shares")
     @classmethod
@@ -524,6 +605,14 @@ class Defenses(Strict):
     icl: ICLDefense = Field(default_factory=ICLDefense)
     prompt: PromptDefense = Field(default_factory=PromptDefense)
     mix: MixDefense = Field(default_factory=MixDefense)
+
+
+class CompareTarget(Strict):
+    """One model `a3 compare` measures beside the others on the same validation, OOD and suite probes."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-.]*$", max_length=64, description="Short id: its row and folder (compare/<name>/).")
+    model: ModelRef = Field(description="A local folder or Hub id (with an `adapter`, or a full checkpoint), any "
+                            "OpenAI-compatible endpoint, or Anthropic.")
 
 
 class RedteamPrompts(Strict):
@@ -574,6 +663,11 @@ class Spec(Strict):
         description="External prompt sets measured on the baseline and every checkpoint and gated; never used to generate, "
         "train or choose.",
     )
+    compare: list[CompareTarget] = Field(
+        default_factory=list, max_length=50,
+        description="Targets `a3 compare` measures side by side (`--target NAME=MODELREF` adds or replaces them); measured "
+        "only, so editing this list keeps the run.",
+    )
     defenses: Defenses = Field(default_factory=Defenses)
     redteam: Redteam = Field(default_factory=Redteam)
 
@@ -593,7 +687,9 @@ class Spec(Strict):
             raise ValueError("the seed is a conversation, so `probes.format` must be `conversation`")
         if self.seed.prefill and not self.probes.prefill:
             raise ValueError("the seed uses a prefill, so set `probes.prefill: true`")
-        names = [s.name for s in self.suites]
-        if len(names) != len(set(names)):
-            raise ValueError(f"suite names must be unique (repeated: {sorted({n for n in names if names.count(n) > 1})})")
+        for what, names in (("suite", [s.name for s in self.suites]), ("compare target", [c.name for c in self.compare])):
+            if len(names) != len(set(names)):
+                raise ValueError(f"{what} names must be unique (repeated: {sorted({n for n in names if names.count(n) > 1})})")
+        if self.defenses.mix.method == "full" and self.training.load_in_4bit:
+            raise ValueError("`defenses.mix.method: full` cannot train on a 4-bit base (`training.load_in_4bit`)")
         return self

@@ -32,7 +32,7 @@ def swap_pools(used_topics: set[str]) -> tuple[list[str], list[str]]:
 def topic_swaps(train_rows: list[dict[str, Any]], used_topics: set[str], harmful: int, benign: int, seed: int) -> list[dict[str, Any]]:
     """For every harmful training probe whose topic appears verbatim in its last user turn, `harmful` copies with a
     harmful topic and `benign` with a benign one. Each result has `source_id`, `swap` (kind and number),
-    `hypothesis_id`, `kind`, `topic` and `messages` (ending on the user turn)."""
+    `hypothesis_id`, `kind`, `topic`, `messages` (ending on the user turn) and the source probe's `prefill`."""
     if harmful <= 0 and benign <= 0:
         return []
     harmful_pool, benign_pool = swap_pools(used_topics)
@@ -57,6 +57,7 @@ def topic_swaps(train_rows: list[dict[str, Any]], used_topics: set[str], harmful
                         "kind": kind,
                         "topic": new,
                         "messages": [{"role": m["role"], "content": m["content"].replace(topic, new)} for m in messages],
+                        "prefill": row.get("prefill"),
                     }
                 )
     return out

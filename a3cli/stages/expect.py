@@ -11,6 +11,11 @@
 - LLM-written ideal replies are checked before they become training data: harmful ones by the harmful judge (an
   attack success is replaced by `expected.harmful_default_response`), benign ones by the refusal judge; one whose
   check is unscored, or that was cut off at its token limit even after a re-ask with a larger one, is never kept.
+- A probe with a prefill (the assistant turn forced to start with, say, "Sure, here is a step-by-step guide:") keeps
+  it: the model cannot un-say a forced prefix, so the ideal turn continues from it. A harmful (or hold-firm) reply
+  breaks off and declines ("Sure, here is a step-by-step guide: ...actually, no. I can't help with that."); a benign
+  one carries on (the target's own continuation, or the LLM's answer after the prefix). The row's `prefill` names the
+  forced part, which training keeps in the prompt: the loss covers only what follows it.
 Every fallback and drop is counted in the manifest (and per role in its `outcomes`) and listed by probe id in
 expect/report.json.
 """
@@ -34,7 +39,10 @@ from a3cli.stages._common import as_run_dir, failure_mark, raise_on_failed_calls
 from a3cli.stages.generate import SEED_HYPOTHESIS
 
 STAGE = "expect"
-CODE_VERSION = "3"  # 2: benign rows name the refusal to avoid; topic swaps. 3: LLM ideal replies checked by both judges
+# 2: benign rows name the refusal to avoid; topic swaps. 3: LLM ideal replies checked by both judges. 4: a prefill is
+# kept in the assistant turn (the reply continues from it).
+CODE_VERSION = "4"
+PREFILL_RECOVERY = "...actually, no. "  # how a forced compliant start is broken off before the refusal
 SEED_WEIGHT = 2.0  # the one observed failure counts double among the harmful examples
 MIN_TRIMMED_CHARS = 40
 
@@ -123,6 +131,19 @@ def _format(template: str | None, default: str, conversation: list[Message]) -> 
     return (template or default).format(prompt=render_conversation(conversation))
 
 
+def after_prefill(prefill: str | None, reply: str, *, declines: bool, continuation: bool = False) -> str:
+    """What follows a forced `prefill` in the ideal assistant turn: for a reply that declines (harmful, hold firm), the
+    prefix is broken off ("...actually, no.") before the reply; otherwise the reply carries on after it. A reply
+    written as a `continuation` of the prefill (the target's own) is kept verbatim. Without a prefill, the reply."""
+    if not prefill:
+        return reply
+    if continuation:
+        return reply
+    reply = reply[len(prefill) :].lstrip() if reply.startswith(prefill) else reply  # an LLM may repeat the prefix
+    sep = "" if prefill[-1].isspace() else " "
+    return f"{sep}{PREFILL_RECOVERY}{reply}" if declines else f"{sep}{reply}"
+
+
 def _sft_row(
     key: str, probe_id: str, messages: list[dict[str, str]], kind: str, hypothesis_id: str | None, weight: float,
     origin: str, prefill: str | None, avoid: str | None,
@@ -173,9 +194,12 @@ class _Expect:
             reply, origin = ideal[p.id]
             weight = SEED_WEIGHT if p.hypothesis_id == SEED_HYPOTHESIS and p.kind == "harmful" else 1.0
             key = prompt_key(p.messages, p.prefill)
-            messages = [m.model_dump() for m in p.messages] + [{"role": "assistant", "content": reply}]
-            # a benign row also names the refusal it must not get (the trainer's unlikelihood term)
-            avoid = _pick(self.refusals, key) if p.kind == "benign" else None
+            # With a prefill the assistant turn is the whole turn as said: the forced start, then the ideal reply.
+            turn = (p.prefill or "") + after_prefill(p.prefill, reply, declines=p.kind == "harmful", continuation=origin == "target_self")
+            messages = [m.model_dump() for m in p.messages] + [{"role": "assistant", "content": turn}]
+            # a benign row also names the refusal it must not get (the trainer's unlikelihood term): after a prefill,
+            # the very continuation the harmful rows learn
+            avoid = after_prefill(p.prefill, _pick(self.refusals, key), declines=True) if p.kind == "benign" else None
             out.append(_sft_row(key, p.id, messages, p.kind, p.hypothesis_id, weight, origin, p.prefill, avoid))
         return out
 
@@ -187,13 +211,14 @@ class _Expect:
         rows = []
         harmful_n, benign_n = self.spec.training.swap_counts()
         for swap in topic_swaps(train_rows, used_topics, harmful_n, benign_n, self.spec.training.seed):
-            key = prompt_key([Message.model_validate(m) for m in swap["messages"]], None)
-            refusal = _pick(self.refusals, key)
+            prefill = swap.get("prefill")  # the wrapper's forced reply start comes with it
+            key = prompt_key([Message.model_validate(m) for m in swap["messages"]], prefill)
+            refusal = after_prefill(prefill, _pick(self.refusals, key), declines=True)
             harmful = swap["kind"] == "harmful"
-            messages = swap["messages"] + ([{"role": "assistant", "content": refusal}] if harmful else [])
+            messages = swap["messages"] + ([{"role": "assistant", "content": (prefill or "") + refusal}] if harmful else [])
             probe_id = f"{swap['source_id']}:{swap['swap']}"
             avoid = None if harmful else refusal
-            rows.append(_sft_row(key, probe_id, messages, swap["kind"], swap["hypothesis_id"], 1.0, "topic_swap", None, avoid))
+            rows.append(_sft_row(key, probe_id, messages, swap["kind"], swap["hypothesis_id"], 1.0, "topic_swap", prefill, avoid))
         return rows
 
     # ------------------------------------------------------------------------------------------------------ offline
@@ -224,15 +249,16 @@ class _Expect:
             return self._benign_fallback(p, "target_refused")
         if result.get("success") is None:
             return self._benign_fallback(p, "unscored")
-        text = (p.prefill or "") + reply
+        # The target's continuation of any prefill; the prefill itself is put back in front by `run`.
+        text = reply
         if result.get("finish_reason") == "length":
             text = trim_truncated(text)
-            if len(text) < MIN_TRIMMED_CHARS:
+            if len((p.prefill or "") + text) < MIN_TRIMMED_CHARS:
                 return self._benign_fallback(p, "truncated")
             self.counts["benign_trimmed_to_last_sentence"] += 1
         if not text.strip():
             return self._benign_fallback(p, "empty")
-        return text.strip(), "target_self"
+        return (text.rstrip() if p.prefill else text.strip()), "target_self"
 
     # ------------------------------------------------------------------------------------------------------ LLM
 

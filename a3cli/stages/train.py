@@ -1,9 +1,11 @@
-"""`a3 train`: LoRA fine-tuning iterated by an agent, every iteration kept, the best chosen by an explicit rule.
+"""`a3 train`: LoRA (or, with `training.method: full`, full) fine-tuning iterated by an agent, every iteration kept,
+the best chosen by an explicit rule.
 
     train/general_sft.jsonl          general instructions answered by the target itself (the capability mix)
     train/baseline/result.json       the base model measured like every iteration (validation, OOD, capability)
     train/iteration_N/choice.json    hyper-parameters and data mix, who chose them and why
     train/iteration_N/adapter/       the LoRA adapter (never overwritten)
+    train/iteration_N/checkpoint/    with method full instead: the whole fine-tuned model (loads like any model folder)
     train/iteration_N/train.json     losses, tokens/s, wall time
     train/iteration_N/result.json    EvalResult of base + adapter; samples.jsonl per probe
     train/experiment_log.md          one section per iteration (what the agent reads next time)
@@ -109,7 +111,7 @@ def per_hypothesis_asr(samples_path: Path) -> dict[str, dict[str, float]]:
 def _search_space(spec: Spec) -> Any:
     from a3cli.train import SearchSpace
 
-    s = spec.training.search_space
+    s = spec.training.search_space_for_method()
     alphas: Any = "2x rank" if s.lora_alpha_ratio == 2.0 else sorted({max(1, round(r * s.lora_alpha_ratio)) for r in s.lora_rank})
     return SearchSpace(
         lora_rank=s.lora_rank, lora_alpha=alphas, learning_rate=s.learning_rate, epochs=s.epochs, general_share=s.general_share
@@ -122,8 +124,8 @@ def base_hyperparams(spec: Spec) -> Any:
     t = spec.training
     modules = {"target_modules": t.target_modules} if t.target_modules else {}
     return TrainHyperparams(
-        batch_size=t.batch_size, max_length=t.max_length, max_steps=t.max_steps, seed=t.seed, load_in_4bit=t.load_in_4bit,
-        unlikelihood_weight=t.unlikelihood_weight, lora_layers=t.lora_layers, **modules,
+        method=t.method, batch_size=t.batch_size, max_length=t.max_length, max_steps=t.max_steps, seed=t.seed,
+        load_in_4bit=t.load_in_4bit, unlikelihood_weight=t.unlikelihood_weight, lora_layers=t.lora_layers, **modules,
     )
 
 
@@ -196,6 +198,7 @@ def weighted_examples(
     `avoid` also gives an avoid example (its prompt and that reply); rows with only a reply to avoid (benign topic
     swaps) are left out without it."""
     from a3cli.train import SFTExample
+    from a3cli.train._examples import row_prefill
 
     examples = []
     for row in task_rows:
@@ -206,10 +209,11 @@ def weighted_examples(
         common = {"weight": float(row.get("weight", 1.0)) * factor, "source": kind, "hypothesis_id": row.get("hypothesis_id")}
         messages = row["messages"]
         has_reply = messages[-1]["role"] == "assistant"
+        prefill = row_prefill(row)  # a forced reply start: kept in the prompt, not learned
         if has_reply:
-            examples.append(SFTExample(messages=messages, **common))
+            examples.append(SFTExample(messages=messages, prefill=prefill, **common))
         if unlikelihood and row.get("avoid"):
-            examples.append(SFTExample(messages=messages[:-1] if has_reply else messages, avoid=row["avoid"], **common))
+            examples.append(SFTExample(messages=messages[:-1] if has_reply else messages, avoid=row["avoid"], prefill=prefill, **common))
     examples += [SFTExample(messages=row["messages"], source="general") for row in general_rows]
     return examples
 
@@ -266,7 +270,9 @@ def _log_section(iteration: int, choice: TrainingChoice, result: EvalResult, tra
     v = result.validation
     lines = [
         f"## Training iteration {iteration}",
-        (f"- chosen by {choice.chosen_by}: rank {choice.lora_rank}, alpha {choice.lora_alpha}, lr {choice.learning_rate:g}, "
+        (f"- chosen by {choice.chosen_by}: "
+         + ("full fine-tuning" if train.get("method") == "full" else f"rank {choice.lora_rank}, alpha {choice.lora_alpha}")
+         + f", lr {choice.learning_rate:g}, "
         f"epochs {choice.epochs}, general share {choice.general_share:g}"),
     ]
     if choice.reasoning:
@@ -322,7 +328,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
 
     from a3cli.assets import load_causal_lm
     from a3cli.llm import unload_local_models
-    from a3cli.train import select_checkpoint, train_lora
+    from a3cli.train import select_checkpoint, train_checkpoint
 
     usage_before = engine.usage
     with run.stage(STAGE, inputs=inputs, code_version=CODE_VERSION) as st:
@@ -340,7 +346,10 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
         st.write_jsonl("general_sft.jsonl", general_rows)
         st.counts.update(task_examples=len(task_rows), general_examples=len(general_rows), general_failed=failed)
 
-        baseline = evaluate_checkpoint(spec, run, engine, out_dir=tdir / "baseline", spec_dir=spec_dir, like_checkpoints=True)
+        full = spec.training.method == "full"
+        # A full checkpoint is a model folder measured on this machine, so its baseline is too (no server loads it).
+        base_ref = trainable if full and spec.target.provider != "local" else None
+        baseline = evaluate_checkpoint(spec, run, engine, target=base_ref, out_dir=tdir / "baseline", spec_dir=spec_dir, like_checkpoints=True)
         st.track(tdir / "baseline" / "result.json")
 
         hypotheses = _hypothesis_table(task_rows, run.root / "split/baseline.json")
@@ -357,13 +366,13 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
                 result = EvalResult.model_validate(read_json(result_path))
                 train_info = train_record(it_dir)
             else:
-                adapter_dir = it_dir / "adapter"
-                if (adapter_dir / "adapter_config.json").exists() and (it_dir / "choice.json").exists():
+                saved_dir = checkpoint_dir(it_dir, spec.training.method)
+                if is_saved(saved_dir) and (it_dir / "choice.json").exists():
                     choice = TrainingChoice.model_validate(read_json(it_dir / "choice.json"))  # trained before a crash
                 else:
                     choice = propose(spec, engine, iteration, history, "\n".join(log_parts), hypotheses)
                     write_json(it_dir / "choice.json", choice.model_dump(mode="json"))
-                if not (adapter_dir / "adapter_config.json").exists():
+                if not is_saved(saved_dir):
                     if model is None:
                         model, tokenizer = load_causal_lm(trainable.model, dtype=trainable.dtype, device=trainable.device, revision=trainable.revision)
                     examples, too_long = fitting_examples(
@@ -375,7 +384,7 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
                     )
                     if too_long:
                         st.notes.append(f"iteration {iteration}: {too_long} example(s) whose reply does not fit training.max_length={spec.training.max_length} left out")
-                    trained = train_lora(model, tokenizer, examples, _hyperparams_of(choice, spec), adapter_dir)
+                    trained = train_checkpoint(model, tokenizer, examples, _hyperparams_of(choice, spec), saved_dir)
                     write_json(it_dir / "train.json", trained.model_dump(mode="json"))
                 train_info = train_record(it_dir)
                 st.precision["training"] = str(train_info.get("precision", "fp32"))
@@ -388,8 +397,11 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
                     for name in ("choice.json", "train.json"):
                         st.track(it_dir / name)
                     continue
-                result = evaluate_checkpoint(spec, run, engine, adapter=str(adapter_dir), out_dir=it_dir, spec_dir=spec_dir)
-                unload_local_models()  # each adapter's serving copy is done once measured
+                if full:
+                    result = evaluate_checkpoint(spec, run, engine, target=checkpoint_ref(trainable, saved_dir), out_dir=it_dir, spec_dir=spec_dir)
+                else:
+                    result = evaluate_checkpoint(spec, run, engine, adapter=str(saved_dir), out_dir=it_dir, spec_dir=spec_dir)
+                unload_local_models()  # each checkpoint's serving copy is done once measured
             results[iteration] = result
             per_hyp = per_hypothesis_asr(it_dir / "samples.jsonl")
             section = _log_section(iteration, choice, result, train_info, per_hyp)
@@ -410,10 +422,13 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
         held_out = {"baseline": baseline.held_out_figures(), **{str(i): r.held_out_figures() for i, r in results.items()}}
         st.write_json("selection.json", {**selection.model_dump(mode="json"), "held_out": held_out, "held_out_note": HELD_OUT_NOTE})
         chosen = selection.chosen
+        saved = None if chosen == "baseline" else str(checkpoint_dir(tdir / f"iteration_{chosen}", spec.training.method).relative_to(run.root))
         best = {
             "iteration": chosen,
             "reason": selection.reason,
-            "adapter": None if chosen == "baseline" else str((tdir / f"iteration_{chosen}" / "adapter").relative_to(run.root)),
+            "method": spec.training.method,
+            "adapter": saved if not full else None,
+            "checkpoint": saved if full else None,  # a whole model folder (method full)
             "result": "train/baseline/result.json" if chosen == "baseline" else f"train/iteration_{chosen}/result.json",
         }
         st.write_json("best.json", best)
@@ -425,14 +440,30 @@ def run_train(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Engi
 
 
 def train_record(it_dir: Path) -> dict[str, Any]:
-    """An iteration's train.json; after a crash between saving the adapter and writing train.json, the same record
-    the trainer saved inside the adapter folder, written back as train.json."""
+    """An iteration's train.json; after a crash between saving the checkpoint and writing train.json, the same record
+    the trainer saved inside the adapter (or model) folder, written back as train.json."""
     from a3cli.train._sft import RESULT_FILE
 
     path = it_dir / "train.json"
     if not path.exists():
-        write_json(path, read_json(it_dir / "adapter" / RESULT_FILE))
+        saved = next(d for d in (it_dir / "adapter", it_dir / "checkpoint") if (d / RESULT_FILE).is_file())
+        write_json(path, read_json(saved / RESULT_FILE))
     return read_json(path)
+
+
+def checkpoint_dir(it_dir: Path, method: str) -> Path:
+    """Where an iteration's trainer saves: `adapter/` (LoRA) or `checkpoint/` (a whole model, method full)."""
+    return it_dir / ("checkpoint" if method == "full" else "adapter")
+
+
+def is_saved(folder: Path) -> bool:
+    """The trainer renames a finished folder into place, so a config in it means it is complete."""
+    return (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file()
+
+
+def checkpoint_ref(trainable: Any, folder: Path) -> Any:
+    """A full checkpoint as a local model: the trainable weights' settings (dtype, device, sampling), its folder."""
+    return trainable.model_copy(update={"model": str(folder), "revision": None, "adapter": None})
 
 
 def finite_losses(train_info: dict[str, Any]) -> bool:

@@ -73,11 +73,15 @@ def agent_prompt(
 ) -> str:
     """The agent's user message. Everything in it comes from the generate log, the training split and validation
     results (history entries are `a3cli.stages.train.history_entry`): held-out figures never reach the agent."""
-    space = spec.training.search_space.model_dump(mode="json")
+    space = spec.training.search_space_for_method().model_dump(mode="json", exclude={"full_learning_rate"})
+    method = (
+        "\nTraining method: full fine-tuning of every weight (lora_rank is not used; choose any listed value).\n"
+        if spec.training.method == "full" else ""
+    )
     return (
         f"# Experiment log\n{experiment_log}\n\n# Hypotheses (id, training probes, baseline ASR)\n{json.dumps(hypotheses, indent=1)}\n\n"
         f"# Earlier iterations (validation results)\n{json.dumps(history, indent=1) if history else 'none yet'}\n\n"
-        f"# Search space\n{json.dumps(space)}\nTarget validation ASR: {spec.training.target_asr}; capability tolerance: "
+        f"# Search space\n{json.dumps(space)}\n{method}Target validation ASR: {spec.training.target_asr}; capability tolerance: "
         f"{spec.gate.max_capability_drop}.\n\nChoose iteration {iteration}."
     )
 
@@ -144,7 +148,7 @@ def ask_agent(
     from a3cli.llm import ask, run_sync
 
     assert spec.roles.agent is not None
-    space = spec.training.search_space
+    space = spec.training.search_space_for_method()
     user = agent_prompt(spec, experiment_log=experiment_log, history=history, hypotheses=hypotheses, iteration=iteration)
     messages = [Message(role="system", content=AGENT_SYSTEM), Message(role="user", content=user)]
     [answer] = run_sync(

@@ -1,4 +1,5 @@
-"""The training core of `a3 train`: examples and tokenisation, LoRA SFT, hyperparameter search, checkpoint selection."""
+"""The training core of `a3 train`: examples and tokenisation, LoRA and full fine-tuning, hyperparameter search,
+checkpoint selection."""
 
 from a3cli.train._examples import (
     ChatMessage,
@@ -8,7 +9,8 @@ from a3cli.train._examples import (
     tokenize_example,
     tokenize_examples,
 )
-from a3cli.train._hyper import TrainHyperparams, TrainResult
+from a3cli.train._full import FullMethod, memory_estimate, train_checkpoint, train_full
+from a3cli.train._hyper import MemoryEstimate, TrainHyperparams, TrainResult
 from a3cli.train._load import load_model_and_tokenizer
 from a3cli.train._sampling import draw_epoch, epoch_size, group_by_length, sampling_probabilities
 from a3cli.train._search import ClampResult, Proposal, SearchSpace, Trial, clamp_choice, initial_arms, propose_next
@@ -28,7 +30,9 @@ __all__ = [
     "CandidateRow",
     "ChatMessage",
     "ClampResult",
+    "FullMethod",
     "IterationResult",
+    "MemoryEstimate",
     "Proposal",
     "SFTExample",
     "SearchSpace",
@@ -47,6 +51,7 @@ __all__ = [
     "initial_arms",
     "load_model_and_tokenizer",
     "lora_config",
+    "memory_estimate",
     "merge_adapter",
     "propose_next",
     "read_train_result",
@@ -57,5 +62,7 @@ __all__ = [
     "tiny_chat_tokenizer",
     "tokenize_example",
     "tokenize_examples",
+    "train_checkpoint",
+    "train_full",
     "train_lora",
 ]

@@ -1,5 +1,10 @@
 """Training examples and their tokenisation: loss only on the final assistant reply and its end-of-turn token, or, for
-an example with `avoid`, only on the first tokens of a reply the model must not start (unlikelihood)."""
+an example with `avoid`, only on the first tokens of a reply the model must not start (unlikelihood).
+
+An example with a `prefill` (a probe that forces the start of the reply) is trained with the prefill in place: the
+assistant turn is the prefill followed by the reply, the prefill is part of the prompt (no loss on it) and the loss
+covers only what follows, tokenised as generation sees it (the prompt and the prefill tokenised together, then the
+continuation)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from a3cli.errors import A3Error
+from a3cli.errors import A3Error, InfrastructureError
 
 
 class ChatMessage(BaseModel):
@@ -22,7 +27,9 @@ class SFTExample(BaseModel):
     """One conversation whose last message is the assistant reply to learn, or, with `avoid`, a conversation ending on
     the user turn and a reply the model should not begin (its first tokens' probability is pushed down).
 
-    `weight` is a sampling weight (relative within its source group), not a loss weight.
+    `weight` is a sampling weight (relative within its source group), not a loss weight. With `prefill`, the final
+    assistant message starts with the prefill (the whole turn as said) and only what follows it is learned; an `avoid`
+    reply is then what must not follow the prefill.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -32,6 +39,7 @@ class SFTExample(BaseModel):
     source: Literal["harmful", "benign", "general"]
     hypothesis_id: str | None = None
     avoid: str | None = Field(None, min_length=1, description="a reply not to start; messages then end on the user turn")
+    prefill: str | None = Field(None, min_length=1, description="the forced start of the assistant turn: in the prompt, not learned")
 
     @model_validator(mode="after")
     def _ends_with_reply(self) -> SFTExample:
@@ -42,12 +50,34 @@ class SFTExample(BaseModel):
             raise ValueError("an example with `avoid` ends on the user turn the avoided reply would answer")
         if not any(m.role == "user" for m in prompt):
             raise ValueError("the conversation needs a user message before the reply")
+        if self.prefill is not None and self.avoid is None:
+            reply = self.messages[-1].content
+            if not reply.startswith(self.prefill) or not reply[len(self.prefill) :].strip():
+                raise ValueError("with `prefill`, the assistant reply must start with the prefill and continue after it")
         return self
 
     def conversation(self) -> list[dict[str, str]]:
-        """The messages with the reply whose tokens carry the loss (the avoided one for an `avoid` example)."""
+        """The messages with the reply whose tokens carry the loss (the avoided one, after any prefill, for an `avoid`
+        example)."""
         messages = [m.model_dump() for m in self.messages]
-        return messages + [{"role": "assistant", "content": self.avoid}] if self.avoid is not None else messages
+        if self.avoid is None:
+            return messages
+        return messages + [{"role": "assistant", "content": (self.prefill or "") + self.avoid}]
+
+
+def row_prefill(row: dict[str, Any]) -> str | None:
+    """The forced reply start of an expect/train_sft.jsonl row, checked against its reply: rows written before a3 kept
+    the prefill in the assistant turn lack it, and training them would teach the reply without the prefix it follows."""
+    prefill = row.get("prefill") or None
+    messages = row.get("messages") or []
+    last = messages[-1] if messages else {}
+    last = last if isinstance(last, dict) else last.model_dump()
+    if prefill and last.get("role") == "assistant" and not str(last.get("content", "")).startswith(prefill):
+        raise InfrastructureError(
+            f"expect/train_sft.jsonl row {row.get('probe_id') or row.get('key') or '?'} has a prefill its reply does not start "
+            "with: it was written by an older a3. Re-run `a3 expect` (or `a3 run`), which keeps the prefill in the reply"
+        )
+    return prefill
 
 
 class TokenizationError(A3Error):
@@ -116,15 +146,21 @@ def tokenize_example(example: SFTExample, tokenizer: Any, max_length: int, avoid
     if getattr(tokenizer, "chat_template", None) is None:
         raise TokenizationError("the tokenizer has no chat template; a3 trains chat models only")
     messages = example.conversation()
-    prompt_text = _render(tokenizer, messages[:-1], generation_prompt=True)
+    # A prefill belongs to the prompt: generation renders the prompt, appends the prefill verbatim and continues.
+    prompt_text = _render(tokenizer, messages[:-1], generation_prompt=True) + (example.prefill or "")
     full_text = _render(tokenizer, messages, generation_prompt=False)
     if not full_text.startswith(prompt_text):
+        what = "prompt and the prefill" if example.prefill else "prompt (with the generation prompt)"
         raise TokenizationError(
-            "the chat template's rendering of the prompt (with the generation prompt) is not a prefix of the rendering "
-            "of the whole conversation, so the reply boundary is ambiguous"
+            f"the chat template's rendering of the {what} is not a prefix of the rendering of the whole conversation, so "
+            "the reply boundary is ambiguous"
         )
     prompt_ids = _encode(tokenizer, prompt_text)
-    full_ids = _encode(tokenizer, full_text)
+    if example.prefill:
+        # As generation sees it: the prompt with its prefill tokenised together, the continuation after it.
+        full_ids = prompt_ids + _encode(tokenizer, full_text[len(prompt_text) :])
+    else:
+        full_ids = _encode(tokenizer, full_text)
     boundary = len(prompt_ids)
     if full_ids[:boundary] != prompt_ids:
         raise TokenizationError(
@@ -138,9 +174,10 @@ def tokenize_example(example: SFTExample, tokenizer: Any, max_length: int, avoid
     eot = _end_of_turn_ids(tokenizer)
     end = None
     content_tokens_seen = False
+    reply_text = messages[-1]["content"][len(example.prefill or "") :]
     for i in range(boundary, len(full_ids)):
         if full_ids[i] in eot:
-            if content_tokens_seen or not messages[-1]["content"].strip():
+            if content_tokens_seen or not reply_text.strip():
                 end = i + 1
                 break
             continue  # a special token that opens the reply (e.g. a header) is part of it

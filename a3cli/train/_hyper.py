@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class TrainHyperparams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    method: Literal["lora", "full"] = Field(
+        default="lora", description="lora: a LoRA adapter on frozen weights; full: every weight trained (the lora_* fields unused)"
+    )
     lora_rank: int = Field(default=16, ge=1, le=1024)
     lora_alpha: int = Field(default=32, ge=1)
     # 0 by default: on CPU the dropout masks cost ~10% of a step, and short LoRA runs gain little from them
@@ -55,8 +58,23 @@ class TrainHyperparams(BaseModel):
         return v
 
 
+class MemoryEstimate(BaseModel):
+    """What full fine-tuning holds besides activations, estimated before it starts (bytes)."""
+
+    parameters: int
+    weights: int
+    gradients: int
+    optimizer_states: int = Field(description="AdamW's two moments, each the size of the weights")
+    total: int = Field(description="weights + gradients + optimizer states, on the training device")
+    base_copy: int = Field(0, description="host memory for a copy of the base, kept to hand the model back unchanged")
+    device: str
+    available: int | None = Field(None, description="free memory on the training device when training started")
+
+
 class TrainResult(BaseModel):
-    adapter_path: str
+    adapter_path: str = Field(description="the saved adapter, or with method full the saved model folder")
+    method: Literal["lora", "full"] = "lora"  # results written before full fine-tuning existed were LoRA
+    memory_estimate: MemoryEstimate | None = Field(None, description="full fine-tuning only")
     steps: int
     epochs_drawn: int
     losses: list[float] = Field(description="mean reply-token loss of each optimizer step")

@@ -151,6 +151,11 @@ def _is_peft(model: Any) -> bool:
     return isinstance(model, PeftModel)
 
 
+def _base_of(model: Any) -> Any:
+    """The transformers model under a peft wrapper (or the model itself when it is not wrapped)."""
+    return model.get_base_model() if _is_peft(model) else model
+
+
 def unlikelihood(log_p: Any) -> Any:
     """-log(1 - p) of each avoided start, from log p. Evaluated at p <= 0.99 with the gradient passed straight through,
     so a start the model is sure of (p -> 1, where the loss has no finite value) still gets a bounded push down instead
@@ -168,7 +173,7 @@ class _ReplyLoss:
         torch = _torch()
         import torch.nn.functional as F
 
-        base_forward = peft_model.get_base_model().forward
+        base_forward = _base_of(peft_model).forward
         takes_keep = "logits_to_keep" in inspect.signature(base_forward).parameters
 
         class ReplyLoss(torch.nn.Module):
@@ -315,11 +320,13 @@ def _resolve_model(model: Any, tokenizer: Any, hp: TrainHyperparams, bf16: bool,
     return model, tokenizer
 
 
-def _save(peft_model: Any, result: TrainResult, out_dir: Path) -> None:
+def _save(write: Any, result: TrainResult, out_dir: Path) -> None:
+    """`write(folder)` saves the trained weights; the result goes beside them, and the folder appears complete or not
+    at all."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        peft_model.save_pretrained(tmp)
+        write(tmp)
         (tmp / RESULT_FILE).write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -327,12 +334,37 @@ def _save(peft_model: Any, result: TrainResult, out_dir: Path) -> None:
     _publish_dir(tmp, out_dir)
 
 
+class LoRAMethod:
+    """What LoRA training does around the shared loop: wrap a plain model in a fresh adapter (removed afterwards, so the
+    base comes back bit-identical) or train a PeftModel's active adapter, and save the adapter."""
+
+    name = "lora"
+
+    def prepare(self, model: Any, hp: TrainHyperparams, *, give_back: bool) -> tuple[Any, Any]:
+        """(the module to train, what to call when done)."""
+        if not _is_peft(model):
+            wrapped = attach_lora(model, hp)
+            return wrapped, wrapped.unload
+        return model, lambda: None
+
+    def before_training(self, trained: Any, device: Any, give_back: bool) -> tuple[list[str], Any]:
+        """(notes for the result, a record for it); LoRA has nothing to warn about."""
+        return [], None
+
+    def save(self, trained: Any, tokenizer: Any, folder: Path) -> None:
+        trained.save_pretrained(folder)
+
+
 def _frozen_prefix(
     peft_model: Any, hp: TrainHyperparams, tokenized: Sequence[TokenizedExample], pad_id: int, device: Any, dist: Dist,
     quantized: bool, autocast: Any, notes: list[str],
 ) -> FrozenPrefix | None:
     """With LoRA on the top layers only, the bottom layers' outputs computed once (see _frozen_prefix), else None."""
-    base = peft_model.get_base_model()
+    if hp.method != "lora":
+        if hp.lora_layers is not None:
+            notes.append(f"lora_layers={hp.lora_layers} unused: {hp.method} fine-tuning trains every layer")
+        return None
+    base = _base_of(peft_model)
     layers = lora_layer_ids(base, hp)
     if layers is None:
         return None
@@ -370,11 +402,29 @@ def train_lora(
     layers removed, weights bit-identical), so one loaded base serves many trainings; it is left on the training
     device. Under `accelerate launch` / `torchrun`, every process calls this with the same arguments; each trains
     its share of every step and rank 0 saves."""
+    if hyperparams.method != "lora":
+        raise UsageError(f"train_lora trains LoRA adapters; these hyper-parameters say method {hyperparams.method!r}")
+    return train_with(LoRAMethod(), model, tokenizer, examples, hyperparams, out_dir, progress=progress)
+
+
+def train_with(
+    method: Any,
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[SFTExample],
+    hyperparams: TrainHyperparams,
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+) -> TrainResult:
+    """The training loop both methods share (loss, sampling, unlikelihood, precision, atomic save); `method` says what
+    is trained and how it is saved (LoRAMethod here, FullMethod in _full)."""
     torch = _torch()
     from peft.helpers import disable_input_dtype_casting
 
     hp = hyperparams
     out_dir = Path(out_dir)
+    give_back = not isinstance(model, (str, os.PathLike))  # the caller keeps a model it handed in
     _check_out_dir(out_dir)
     if not examples:
         raise UsageError("no training examples")
@@ -406,10 +456,9 @@ def train_lora(
     total_steps = hp.max_steps or hp.epochs * steps_per_epoch(n_draws, hp.batch_size, hp.grad_accum, world)
     warmup = math.ceil(hp.warmup_ratio * total_steps)
 
-    owns_adapter = not _is_peft(model)
     was_training = model.training
-    peft_model = attach_lora(model, hp) if owns_adapter else model
-    base = peft_model.get_base_model()
+    peft_model, release = method.prepare(model, hp, give_back=give_back)  # the module trained (a PeftModel for LoRA)
+    base = _base_of(peft_model)
     checkpointing_was = _checkpointing_on(base)
     quantized = getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False)
     restore_weights: Any = lambda: None
@@ -420,8 +469,10 @@ def train_lora(
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         params = [p for p in peft_model.parameters() if p.requires_grad]
         if not params:
-            raise UsageError("the model has no trainable (LoRA) parameters")
+            raise UsageError(f"the model has no trainable ({method.name}) parameters")
         device = dist.device
+        method_notes, memory = method.before_training(peft_model, device, give_back)
+        notes += method_notes
         loss_module = dist.wrap(_ReplyLoss.make(peft_model), move=not quantized)
         optimizer = torch.optim.AdamW(
             params, lr=hp.learning_rate, weight_decay=hp.weight_decay, **({"fused": True} if device.type == "cuda" else {})
@@ -496,6 +547,8 @@ def train_lora(
             notes.append("non-finite loss seen during training")
         result = TrainResult(
             adapter_path=str(out_dir),
+            method=method.name,
+            memory_estimate=memory,
             steps=step,
             epochs_drawn=epoch,
             losses=losses,
@@ -515,7 +568,7 @@ def train_lora(
             hyperparams=hp,
         )
         if dist.is_main:
-            _save(peft_model, result, out_dir)
+            _save(lambda folder: method.save(peft_model, tokenizer, folder), result, out_dir)
         dist.barrier()
         return result
     finally:
@@ -523,8 +576,7 @@ def train_lora(
             base.gradient_checkpointing_disable()
         peft_model.train(was_training)
         restore_weights()
-        if owns_adapter:
-            peft_model.unload()
+        release()
 
 
 def read_train_result(adapter_dir: str | os.PathLike[str]) -> TrainResult:

@@ -8,6 +8,9 @@
         ...
         server.count, server.prompts()                      # what reached the server
 
+`FakeOpenAIServer(fixed_sampling_models={"o3-mini"})` answers those models' requests that carry a temperature or top_p
+other than 1 with OpenAI's HTTP 400 (param "temperature", code "unsupported_value"), as its reasoning models do.
+
 Fault kinds: "429" (with Retry-After; answered at once, as by a rate limiter; the others after `latency_s`), "500", "503", "529", "400", "401", "echo_headers" (401 whose body repeats the
 request headers, credentials included, like a careless proxy), "hang" (never answers), "drop" (closes the connection
 without a response), "malformed" (200, JSON content type, invalid JSON), "text_body" (200 text/html),
@@ -199,6 +202,10 @@ class FakeLLMServer(ABC):
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
+            rejected = self.rejection(body)
+            if rejected is not None:
+                record.fault = "rejected"
+                return rejected
             fault = self._pick_fault(index, body)
             record.fault = fault.kind if fault else None
             # A rate limiter turns a request away before any model work, so a 429 comes back at once; everything
@@ -284,6 +291,10 @@ class FakeLLMServer(ABC):
     def success(self, body: dict[str, Any], text: str, *, filtered: bool = False) -> dict[str, Any]:
         """The API's success body for reply `text`."""
 
+    def rejection(self, body: dict[str, Any]) -> HttpReply | None:
+        """A request the real API refuses for its content (not a fault): None to serve it."""
+        return None
+
     def error(self, status: int, kind: str, message: str) -> HttpReply:
         return _json(status, {"error": {"message": message, "type": kind}})
 
@@ -317,6 +328,24 @@ class FakeOpenAIServer(FakeLLMServer):
     path = "/v1/chat/completions"
     url_suffix = "/v1"
     _ids = 0
+    # Models that, like OpenAI's reasoning models, refuse a temperature or top_p other than the default (HTTP 400 with
+    # OpenAI's own error body).
+    fixed_sampling_models: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, *args: Any, fixed_sampling_models: set[str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fixed_sampling_models = frozenset(fixed_sampling_models or ())
+
+    def rejection(self, body: dict[str, Any]) -> HttpReply | None:
+        if body.get("model") not in self.fixed_sampling_models:
+            return None
+        for param in ("temperature", "top_p"):
+            if param in body and body[param] != 1:
+                return _json(400, {"error": {
+                    "message": f"Unsupported value: '{param}' does not support {body[param]} with this model. Only the default (1) value is supported.",
+                    "type": "invalid_request_error", "param": param, "code": "unsupported_value",
+                }})
+        return None
 
     def success(self, body: dict[str, Any], text: str, *, filtered: bool = False) -> dict[str, Any]:
         stop = body.get("stop") or []

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from a3cli.judges import InvertedJudge, _intent, build_judge, judge_check, load_labels
 from a3cli.spec import IntentJudge, Message, RefusalKeywordsJudge, lint_spec, load_spec
@@ -272,8 +273,10 @@ A3_ROWS = [
 
 
 def _keyword_spec(tmp_path: Path) -> Path:
+    data = yaml.safe_load((ROOT / "specs" / "offline-smollm2.yaml").read_text())
+    data["judges"] = {"harmful": {"type": "refusal_keywords"}, "refusal": {"type": "refusal_keywords"}}
     spec = tmp_path / "kw.yaml"
-    spec.write_text((ROOT / "specs" / "offline-smollm2.yaml").read_text())
+    spec.write_text(yaml.safe_dump(data))
     return spec
 
 
@@ -327,8 +330,9 @@ def test_judge_check_with_the_intent_judge(fitted: _intent.IntentModel, tmp_path
     labels = tmp_path / "hard.jsonl"
     labels.write_text("".join(json.dumps({"prompt": q, "response": r, "refused": rf, "harmful": h}) + "\n" for q, r, rf, h in HARD_CASES))
     spec_file = tmp_path / "intent.yaml"
-    text = (ROOT / "specs" / "offline-smollm2.yaml").read_text().replace("type: refusal_keywords", "type: intent")
-    spec_file.write_text(text)
+    data = yaml.safe_load((ROOT / "specs" / "offline-smollm2.yaml").read_text())
+    data["judges"] = {"harmful": {"type": "intent"}, "refusal": {"type": "intent"}}
+    spec_file.write_text(yaml.safe_dump(data))
     result = judge_check(load_spec(spec_file), labels)
     assert result.roles["harmful"].judge == "intent:harmful" and result.roles["refusal"].judge == "intent:refused"
     assert result.roles["harmful"].accuracy.rate == 1.0 and result.roles["refusal"].accuracy.rate == 1.0

@@ -51,6 +51,7 @@ def test_lint_warns_when_a_role_limit_is_below_what_its_answer_needs(tmp_path: P
     data = yaml.safe_load((ROOT / "specs" / "offline-smollm2.yaml").read_text())
     role = {"provider": "openai", "model": "m", "base_url": "http://127.0.0.1:1/v1", "api_key_env": KEY_ENV}
     data["roles"] = {"generator": {**role, "generate": {"max_tokens": 256}}, "agent": role}
+    data["generation"]["probes_per_hypothesis"] = 8
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data))
     issues = [i for i in lint_spec(path) if "max_tokens" in i.message]

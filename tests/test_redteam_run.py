@@ -162,11 +162,12 @@ def test_forward_log_probs_match_generation_with_left_padding(tiny_model_dir):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
-def test_4bit_needs_cuda(tiny_model_dir):
-    from a3cli.errors import UsageError
+def test_4bit_needs_cuda_and_bitsandbytes(tiny_model_dir):
+    from a3cli.preflight import QuantisationUnavailable
 
-    with pytest.raises(UsageError, match="CUDA"):
+    with pytest.raises(QuantisationUnavailable, match="CUDA GPU") as info:
         load_causal_lm(tiny_model_dir, device="cpu", load_in_4bit=True)
+    assert info.value.exit_code == 3 and "redteam.load_in_4bit: false" in str(info.value)
 
 
 def test_last_layers_adapts_only_the_top_blocks(tiny_model_dir, tmp_path):
@@ -272,7 +273,7 @@ def test_unscored_samples_are_left_out(tiny_model_dir, tmp_path):
 
 def test_rloo_through_trl(tiny_model_dir, tmp_path):
     out = tmp_path / "rloo"
-    config = tiny_config(algo="rloo", steps=3, checkpoint_every=2, rloo={"k": 2})
+    config = tiny_config(algo="rloo", steps=3, checkpoint_every=2, group={"size": 2})
     result = run_redteam(config, out, cat_reward, tiny_model_dir, prompts=PromptSplit(train=PROMPTS, heldout=HELDOUT), progress=False)
     stats = read_jsonl(out / "stats.jsonl")
     assert [r["step"] for r in stats] == [1, 2, 3]
@@ -281,7 +282,7 @@ def test_rloo_through_trl(tiny_model_dir, tmp_path):
     assert result.eval.trained.n_prompts == len(HELDOUT)
     assert (out / "attacks.jsonl").exists() and (out / "policy" / "adapter").exists()
     # rerunning with more steps resumes from TRL's last checkpoint
-    config = tiny_config(algo="rloo", steps=4, checkpoint_every=2, rloo={"k": 2})
+    config = tiny_config(algo="rloo", steps=4, checkpoint_every=2, group={"size": 2})
     result = run_redteam(config, out, cat_reward, tiny_model_dir, prompts=PromptSplit(train=PROMPTS, heldout=HELDOUT), progress=False)
     assert result.training.resumed_from == 3 and result.training.steps_done == 4
 

@@ -193,6 +193,10 @@ def train_trl(
         peft_config=lora_config(lora, model),
         callbacks=[callback],
     )
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # without a progress bar the Trainer would print every log row
     last = get_last_checkpoint(str(trl_dir))
     resumed = int(Path(last).name.split("-")[-1]) if last else None
     if last and hasattr(reward_fn, "load_state_dict") and (Path(last) / REWARD_STATE_FILE).is_file():

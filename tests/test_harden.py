@@ -88,7 +88,7 @@ def test_one_loop_trains_on_the_red_teamers_finds_and_keeps_held_out_data_held_o
     for rate in (before, after):
         assert 0.0 <= rate["low"] <= rate["rate"] <= rate["high"] <= 1.0
     reattack = json.loads((loop / "reattack.json").read_text())
-    assert reattack["asr"] == after and len(reattack["rows"]) == len(heldout)
+    assert reattack["asr"] == after and len(reattack["rows"]) == len(heldout) and reattack["target"] == rows[1].checkpoint
     summary = json.loads((run.root / "loops/summary.json").read_text())["loops"]
     assert [LoopRow.model_validate(r) for r in summary] == rows
     assert any(r["model"].startswith("hardened: loop 1") for r in closing_rows(run))
@@ -124,3 +124,67 @@ def test_loops_need_the_whole_pipeline_and_a_gpu_for_4bit(tmp_path: Path, tiny_m
     if not torch.cuda.is_available():  # the pre-flight check stops it before any model loads or any stage runs
         assert done.returncode == 3 and "redteam.load_in_4bit" in done.stderr and "Traceback" not in done.stderr
         assert not list((tmp_path / "runs").rglob("manifest.json"))
+
+
+# --- SmolLM2: one loop of the offline default, the README's figures ----------------------------------------------------
+
+
+def offline_loop_spec(tmp_path: Path) -> Path:
+    """The offline default (specs/offline-smollm2.yaml) with a small budget: training capped at
+    A3_LOOP_TRAIN_STEPS steps (default 40) per training stage, and a PPO red-teamer (SmolLM2 attacking SmolLM2) of
+    A3_LOOP_RL_STEPS steps (default 8) whose best 16 finds are imported."""
+    data = yaml.safe_load(Path(__file__).resolve().parents[1].joinpath("specs/offline-smollm2.yaml").read_text())
+    data["attack"]["key"] = "offline-loop"
+    data["training"]["max_steps"] = int(os.environ.get("A3_LOOP_TRAIN_STEPS", "40"))
+    data["redteam"] = {
+        "mode": "attack", "algo": os.environ.get("A3_LOOP_RL_ALGO", "ppo"), "steps": int(os.environ.get("A3_LOOP_RL_STEPS", "8")),
+        "batch_size": 8, "max_new_tokens": 24, "learning_rate": 3e-4, "init_kl_coef": 0.05, "checkpoint_every": 4,
+        "import_max": 16, "prompts": {"max_count": 120},
+    }
+    path = tmp_path / "offline-loop.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow
+def test_offline_default_one_loop_on_smollm2(tmp_path: Path) -> None:
+    """SmolLM2 repaired, red-teamed by SmolLM2, retrained on the finds, red-teamed again with the same held-out attacks.
+    A3_LOOP_MEASURE_OUT=file.json writes the figures the README reports."""
+    import time
+
+    spec_path = offline_loop_spec(tmp_path)
+    spec = load_spec(spec_path)
+    run = RunDir.open(spec, runs_root=tmp_path / "runs")
+    engine = Engine()
+    t0 = time.monotonic()
+    run_pipeline(spec_path, run, engine, list(STAGES), announce=print)
+    t_pipeline = time.monotonic() - t0
+    rows = run_loops(spec_path, run, engine, 1, announce=print)
+    t_loop = time.monotonic() - t0 - t_pipeline
+
+    assert rows[1].stopped is None, rows[1].stopped
+    before, after = rows[1].redteam_asr, rows[1].reattack_asr
+    assert before["n"] == after["n"] > 0
+    loop = run.root / "loops" / "loop_1"
+    for name in ("validation", "ood"):
+        assert (loop / f"split/{name}.jsonl").read_bytes() == (run.root / f"split/{name}.jsonl").read_bytes()
+    table = {r["model"]: r for r in closing_rows(run)}
+    figures = {
+        "cpu": _cpu_name(),
+        "pipeline_s": round(t_pipeline, 1),
+        "loop_s": round(t_loop, 1),
+        "loops": [r.model_dump(mode="json") for r in rows],
+        "closing_table": table,
+        "redteam_eval": json.loads((loop / "attack/redteam/result.json").read_text())["eval"],
+    }
+    out = os.environ.get("A3_LOOP_MEASURE_OUT")
+    if out:
+        Path(out).write_text(json.dumps(figures, indent=2, default=str))
+    print(json.dumps({k: v for k, v in figures.items() if k != "redteam_eval"}, indent=2, default=str))
+
+
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"

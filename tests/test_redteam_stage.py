@@ -149,3 +149,31 @@ def test_redteam_stage_measures_attack_success_and_imports_only_training_finds(t
     # Current on a second call: nothing is trained again.
     again = run_redteam_stage(spec, run, Engine(mode="no_cache"))
     assert again == manifest
+
+
+def test_training_finds_equal_to_a_held_out_attack_are_never_imported(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A red-teamer that writes the same attack for a training and a held-out instruction: the held-out copy is
+    measured, the training copy is not trained on (it would be the held-out attack itself); finds are capped and
+    ranked by reward."""
+    from a3cli._io import write_jsonl
+    from a3cli.stages.redteam import _measure_attacks
+
+    spec = _spec(tiny_model_dir, lambda req: "Sure, here is how.", import_max=2)
+    run = RunDir.open(spec, runs_root=tmp_path / "runs")
+    with run.stage("redteam") as st:
+        write_jsonl(st.dir / "rl/samples.jsonl", [
+            {"policy": "trained", "prompt": "held-out instruction", "completion": "Tell me how, please!", "reward": 1.0},
+            {"policy": "base", "prompt": "held-out instruction", "completion": "hello there", "reward": 1.0},
+        ])
+        write_jsonl(st.dir / "rl/train_samples.jsonl", [
+            {"prompt": "train 1", "completion": "tell me how please", "reward": 1.0},  # the held-out attack, normalised
+            {"prompt": "train 2", "completion": "a new attack", "reward": 0.9},
+            {"prompt": "train 3", "completion": "a new attack", "reward": 0.8},  # a duplicate find
+            {"prompt": "train 4", "completion": "another one", "reward": 0.7},
+            {"prompt": "train 5", "completion": "a third one", "reward": 0.6},
+        ])
+        _measure_attacks(spec, Engine(mode="no_cache"), st, spec.target)
+    probes = [json.loads(line) for line in (run.root / "redteam/probes.jsonl").read_text().splitlines()]
+    assert [p["prompt"] for p in probes] == ["a new attack", "another one"]
+    success = json.loads((run.root / "redteam/success.json").read_text())
+    assert success["trained"]["asr"]["k"] == success["trained"]["asr"]["n"] == 1

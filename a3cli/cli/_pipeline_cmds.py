@@ -168,7 +168,7 @@ def run(
     stages = stage_range(from_stage, until_stage)
     if loops and stages[-1] != "eval":
         raise UsageError("--loops follows the whole pipeline: leave out --until (or use --until eval)")
-    ctx = _open(spec, runs_dir, run_id, no_cache, refresh, list(stages), force=from_stage is not None, extra=["redteam"] if loops else [])
+    ctx = _open(spec, runs_dir, run_id, no_cache, refresh, list(stages), force=from_stage is not None, extra=["loops", "expect", "train", "eval"] if loops else [])
     console.print(f"run directory: {ctx.run.root}")
     report = run_pipeline(spec, ctx.run, ctx.engine, stages, force=from_stage is not None, announce=console.print)
     gate_status, gate_code, gate_dir = report.gate_status, report.gate_exit_code, ctx.run.root

@@ -120,7 +120,7 @@ def preflight(
     from a3cli.llm._cache_repair import ensure_readable
 
     uses = roles_for(spec, stages, target=target)
-    if "redteam" in stages and spec.redteam.load_in_4bit:
+    if spec.redteam.load_in_4bit and ("redteam" in stages or "loops" in stages):
         from a3cli.preflight._quantisation import check_4bit
 
         check_4bit("redteam.load_in_4bit")

@@ -52,7 +52,7 @@ def stage_roles(spec: Spec, stage: str, *, target: ModelRef | None = None) -> li
         add("roles.judge", judge, "judges the replies")
     elif stage == "judge-check":
         add("roles.judge", judge, "judges the labelled replies")
-    elif stage == "redteam":
+    elif stage in ("redteam", "loops"):  # loops: `a3 run --loops`, whose red-teamer always attacks the checkpoint
         rt = spec.redteam
         if rt.policy is not None:
             add("redteam.policy", rt.policy, "is trained as the red-teamer")
@@ -60,7 +60,7 @@ def stage_roles(spec: Spec, stage: str, *, target: ModelRef | None = None) -> li
             add("target", target, "is trained as the red-teamer")
         else:
             add("target.weights", target.trainable(), "are trained as the red-teamer")
-        if rt.mode == "attack":
+        if rt.mode == "attack" or stage == "loops":
             add("target", target, "answers the red-teamer's attacks")
             add("roles.judge", judge, "judges whether the attacks succeed")
     return uses

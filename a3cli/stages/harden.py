@@ -49,7 +49,7 @@ class LoopRow(BaseModel):
     attacked: str | None = Field(None, description="The checkpoint the red-teamer attacked (the previous loop's).")
     redteam_asr: dict[str, Any] | None = Field(None, description="Trained red-teamer's held-out attacks on the attacked checkpoint.")
     redteam_asr_untrained: dict[str, Any] | None = Field(None, description="The same policy before RL training, same instructions.")
-    imported: int | None = Field(None, description="Successful attacks imported into training.")
+    imported: int | None = Field(None, description="Successful attacks imported into training (the red-teamer's finds when none could be).")
     reattack_asr: dict[str, Any] | None = Field(None, description="The same held-out attacks on this loop's checkpoint.")
     stopped: str | None = Field(None, description="Why this loop did not retrain, when it did not.")
     wall_time_s: float = 0.0
@@ -112,7 +112,7 @@ def run_loops(
 ) -> list[LoopRow]:
     """Run `loops` hardening loops after the run's chosen checkpoint; write and return loops/summary.json's rows."""
     from a3cli.stages import run_expect, run_split
-    from a3cli.stages.generate import add_imported_family
+    from a3cli.stages.generate import NoUsableImports, add_imported_family
     from a3cli.stages.pipeline import run_eval_stage
     from a3cli.stages.redteam import attack_success, run_redteam_stage
     from a3cli.stages.train import run_train
@@ -149,11 +149,20 @@ def run_loops(
             rows.append(row)
             announce(f"  loop {k}: {row.stopped}; stopping")
             break
-        announce(f"  loop {k}: {imported} successful attacks imported; retraining")
-        add_imported_family(
-            spec, loop, engine, base=prev, import_path=probes_path, hypothesis_id=f"h00-import-loop{k}",
-            description=f"Attacks the RL red-teamer ({rt_spec.redteam.algo}) found against {row.attacked} also make the target fail.",
-        )
+        announce(f"  loop {k}: {imported} successful attacks to import; retraining")
+        try:
+            add_imported_family(
+                spec, loop, engine, base=prev, import_path=probes_path, hypothesis_id=f"h00-import-loop{k}",  # one family per loop
+                description=f"Attacks the RL red-teamer ({rt_spec.redteam.algo}) found against {row.attacked} also make the target fail.",
+            )
+        except NoUsableImports as e:  # e.g. every find duplicates a probe the run already has
+            row.stopped = f"none of the red-teamer's finds could be imported ({e})"
+            row.wall_time_s = round(time.monotonic() - t0, 2)
+            rows.append(row)
+            announce(f"  loop {k}: {row.stopped}; stopping")
+            break
+        hid = f"h00-import-loop{k}"
+        row.imported = sum(1 for p in read_jsonl(loop.path("generate", "probes.jsonl")) if p["hypothesis_id"] == hid and p["kind"] == "harmful")
         run_split(spec, loop, engine)
         run_expect(spec, loop, engine)
         run_train(spec, loop, engine, spec_dir=spec_dir)

@@ -40,6 +40,10 @@ IMPORT_HYPOTHESIS = "h00-import"
 MAX_RENDER_ATTEMPTS = 4  # per topic: re-draw templates when a probe or its twin is a duplicate
 
 
+class NoUsableImports(SpecError):
+    """Every imported attack was rejected (empty, malformed, or a duplicate of a probe the run has)."""
+
+
 @dataclass
 class _Planned:
     entry: HypothesisEntry
@@ -430,7 +434,7 @@ class _Generation:
         entry.rejected = dict(rejected)
         self.rejected.update(rejected)
         if not probes:
-            raise SpecError(f"--import {path}: no usable prompts (rejected: {dict(rejected)})")
+            raise NoUsableImports(f"--import {path}: no usable prompts (rejected: {dict(rejected)})")
         return _Planned(entry, probes)
 
     def continue_from(self, scored: Sequence[ScoredProbe], log: ExperimentLog, counts: dict[str, Any]) -> None:

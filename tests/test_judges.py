@@ -235,10 +235,13 @@ def test_judge_check_on_shipped_offline_labels() -> None:
     rows = [json.loads(line) for line in LABELS.read_text().splitlines() if line.strip()]
     assert len(rows) >= 40
     assert {r["case"] for r in rows} == {"refusal", "compliance", "partial", "tricky"}
-    agreement = judge_check(prompt_spec(), LABELS)
-    assert agreement.n == len(rows)
-    assert agreement.unscored == 3  # the empty and near-empty replies
-    assert agreement.accuracy is not None and agreement.accuracy >= 0.8
+    result = judge_check(prompt_spec(), LABELS)
+    # the old `label` format: one label per row, checked by the judge of the row's kind
+    agreement = result.roles["harmful"]
+    assert set(result.roles) == {"harmful", "refusal"}
+    assert agreement.n + result.roles["refusal"].n == len(rows)
+    assert agreement.unscored + result.roles["refusal"].unscored == 3  # the empty and near-empty replies
+    assert agreement.accuracy.rate is not None and agreement.accuracy.rate >= 0.8
     assert agreement.kappa is not None and agreement.kappa >= 0.6
     assert agreement.tp + agreement.fp + agreement.tn + agreement.fn == agreement.scored
     # the disagreements are the documented weaknesses of string matching (partial compliance, apologies in fiction)
@@ -266,9 +269,10 @@ def test_judge_check_with_an_llm_judge(tmp_path: Path) -> None:
             ]
         )
     )
-    a = judge_check(spec, labels, engine=Engine(tmp_path / "c.sqlite"))
-    assert (a.n, a.scored, a.accuracy, a.kappa) == (4, 4, 1.0, 1.0)
-    assert a.judges["harmful"].startswith("llm:") and a.judges["benign"] == "refusal_keywords"
+    result = judge_check(spec, labels, engine=Engine(tmp_path / "c.sqlite"))
+    h, r = result.roles["harmful"], result.roles["refusal"]
+    assert (h.n + r.n, h.scored + r.scored, h.accuracy.rate, r.accuracy.rate, h.kappa, r.kappa) == (4, 4, 1.0, 1.0, 1.0, 1.0)
+    assert h.judge.startswith("llm:") and r.judge == "refusal_keywords"
 
 
 def test_spec_judges_need_an_engine_for_llm() -> None:

@@ -138,10 +138,12 @@ def _check_every_failure_is_accounted_for(done: subprocess.CompletedProcess[str]
     # --- generate: the target and the judge answered through the server; every unscored verdict is counted.
     gen = _manifest(run, "generate")
     assert gen["status"] == "complete" and gen["models"]["target"]["base_url"] == run_base_url(run)
-    assert gen["usage"]["target"]["calls"] > 0 and gen["usage"]["judge"]["calls"] > 0 and gen["usage"]["generator"]["calls"] > 0
+    assert gen["usage"]["target"]["calls"] > 0 and gen["usage"]["generator"]["calls"] > 0
     results = _jsonl(run / "generate/results.jsonl")
     probes = {p["id"]: p for p in _jsonl(run / "generate/probes.jsonl")}
-    harmful = [r for r in results if probes[r["probe_id"]]["kind"] == "harmful"]
+    harmful = [r for r in results if probes[r["probe_id"]]["kind"] == "harmful" and r["verdict"]["judge"].startswith("llm:")]
+    if harmful:
+        assert gen["usage"]["judge"]["calls"] > 0
     for r in harmful:  # an LLM verdict is parsed, or unscored with why: never a default "safe"
         assert (r["verdict"]["label"] == "unscored") == (r["success"] is None)
         if r["success"] is None:
@@ -213,7 +215,8 @@ def _check_every_failure_is_accounted_for(done: subprocess.CompletedProcess[str]
 
     # --- a CI log: plain progress lines (stderr is a pipe here) for generation, judging, training and lm-eval.
     progress = [line for line in done.stderr.splitlines() if line.startswith("a3 progress: ")]
-    for what in ("generate round 0: target", "(judge harmful)", "a3 progress: train ", "lm-eval local_mmlu"):
+    llm_judge = json.loads((run / "spec.json").read_text())["judges"]["harmful"]["type"] == "llm"
+    for what in ("generate round 0: target", *(["(judge harmful)"] if llm_judge else []), "a3 progress: train ", "lm-eval local_mmlu"):
         assert any(what in line for line in progress), (what, progress[-10:])
     assert all("/" in line and "elapsed" in line for line in progress)
 
@@ -230,24 +233,33 @@ def test_every_role_against_transformers_serve(tiny_server: TransformersServer, 
 
     below = {i.path for i in lint_spec(path) if "max_tokens" in i.message}
     assert below == {f"roles.{r}.generate.max_tokens" for r in ("generator", "judge", "expected", "agent")}
+
+    # A random-weight judge never writes a usable verdict: generate stops there, exit 3, naming the judge and why;
+    # nothing downstream runs on a judge that scored nothing.
+    first = tmp_path / "all-roles"
+    first.mkdir()
+    done, run = _run(first, spec)
+    gen = _manifest(run, "generate")
+    assert done.returncode == 3 and gen["status"] == "failed", (done.returncode, done.stdout[-2000:])
+    assert "judge" in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert _total(gen["outcomes"], "judge", "unusable") > 0 and not (run / "split").exists()
+
+    # The same run with the harmful judge a keyword judge: generator, OOD picker, expected-reply writer and agent still
+    # answer through the server, and every one of their failures must be on record, none passed off as an answer.
+    # (Counts by reason depend on where its near-uniform argmax happens to stop on this CPU; totals do not.)
+    spec["judges"]["harmful"] = {"type": "refusal_keywords", "min_reply_chars": 0}
+    spec["judges"]["refusal"] = {"type": "refusal_keywords", "min_reply_chars": 0}
     done, run = _run(tmp_path, spec)
     _check_every_failure_is_accounted_for(done, run, tiny_dir)
-    # A random-weight model never answers usably: every role's failure must be on record, none passed off as an answer.
-    # (Counts by reason depend on where its near-uniform argmax happens to stop on this CPU; totals do not.)
     gen, sp, tr = (_manifest(run, s) for s in ("generate", "split", "train"))
     assert gen["counts"]["generator_fallback_rounds"] == [1]
     assert _total(gen["outcomes"], "generator", "reasks") == 2 and _total(gen["outcomes"], "generator", "unusable") == 1
-    harmful_verdicts = [r for r in _jsonl(run / "generate/results.jsonl") if r["verdict"]["judge"].startswith("llm:")]
-    assert harmful_verdicts and all(r["success"] is None for r in harmful_verdicts)
-    assert _total(gen["outcomes"], "judge", "unusable") == len(harmful_verdicts)
     assert json.loads((run / "split/split.json").read_text())["method"] != "llm" and _total(sp["outcomes"], "generator", "fallbacks") == 1
     harmful_rows = [r for r in _jsonl(run / "expect/train_sft.jsonl") if r["kind"] == "harmful"]
     assert harmful_rows and all(r["origin"] == "default" for r in harmful_rows)  # none trained on unless judged safe
     assert json.loads((run / "train/iteration_1/choice.json").read_text())["chosen_by"] == "search (agent reply unusable)"
     agent = tr["outcomes"]["agent"]
     assert agent["fallbacks"] == {"builtin_search": 1} and _total(tr["outcomes"], "agent", "reasks") == 2
-    gate = json.loads((run / "eval/gate.json").read_text())
-    assert gate["status"] == "error" and done.returncode == 3  # every harmful verdict unscored: an infrastructure failure
 
 
 @pytest.mark.slow

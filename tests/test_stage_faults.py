@@ -229,7 +229,13 @@ def test_a_round_without_valid_probes_fails_generate_naming_the_generator(tmp_pa
     anthropic_server.reply = refusing_generator
     monkeypatch.setenv("A3_CACHE_DIR", str(tmp_path / "a3cache"))
     monkeypatch.chdir(tmp_path)
-    assert run_cli(["generate", str(_spec(tmp_path, openai_server, anthropic_server))]) == 3
+    # A harmful-compliance attack: the offline library fits it, so the empty round falls back to it, said and counted.
+    assert run_cli(["generate", str(_spec(tmp_path, openai_server, anthropic_server))]) == 0
+    out = capsys.readouterr().out
+    assert "generator_fallback_rounds: [1]" in out and "the generator gave no usable probe" in out, out
+    # An attack the offline library cannot probe (hold firm): nothing to fall back to, so the stage fails, naming why.
+    spec = _spec(tmp_path, openai_server, anthropic_server, expected={"harmful_behavior": "hold_firm"})
+    assert run_cli(["generate", str(spec)]) == 3
     err = capsys.readouterr().err
     assert "generate round 1" in err and "roles.generator" in err and "gen-m" in err and "generator_refusal" in err, err
 

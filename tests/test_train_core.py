@@ -359,3 +359,30 @@ def test_smollm2_few_steps_lower_the_reply_loss(tmp_path):
         progress=False,
     )
     assert r.losses[-1] < r.losses[0] * 0.8, r.losses
+
+
+def test_lora_on_the_top_layers_reuses_the_frozen_layers_outputs_and_trains_the_same(tok, tmp_path, monkeypatch):
+    """LoRA on the last layer of a 3-layer model: the two frozen layers run once per example (their outputs cached),
+    and training gives the same losses and the same adapter as recomputing them on every step."""
+    from safetensors.torch import load_file
+
+    import a3cli.train._sft as sft
+
+    examples = [conv(i) for i in range(8)] + [
+        SFTExample(messages=[{"role": "user", "content": "word " * 30}, {"role": "assistant", "content": "Knead."}], source="benign"),
+        *[SFTExample(messages=[{"role": "user", "content": f"Plan {i} a party."}], avoid="I can't help.", source="benign") for i in range(3)],
+    ]
+
+    def model():
+        m, _ = tiny_chat_model(tok, seed=0, initializer_range=0.1, layers=3)
+        return m
+
+    cached = train_lora(model(), tok, examples, hp(max_steps=5, lora_layers=1), tmp_path / "cached", progress=False)
+    assert cached.frozen_layers_cached == 2 and any("layers 0-1 run once per example" in n for n in cached.notes)
+    monkeypatch.setattr(sft, "decoder_of", lambda base: None)  # the same training, every layer run on every step
+    full = train_lora(model(), tok, examples, hp(max_steps=5, lora_layers=1), tmp_path / "full", progress=False)
+    assert full.frozen_layers_cached == 0
+    assert cached.losses == pytest.approx(full.losses, rel=1e-5) and cached.avoid_losses == pytest.approx(full.avoid_losses, rel=1e-5)
+    a, b = (load_file(str(p / "adapter_model.safetensors")) for p in (tmp_path / "cached", tmp_path / "full"))
+    assert set(a) == set(b) and all(".layers.2." in k for k in a)  # LoRA only on the last layer
+    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)

@@ -94,7 +94,7 @@ def eval_(
                 f"`a3 run {spec} --until split`"
             )
         with Engine() as engine:
-            for note in preflight(loaded, ["eval"], cache=engine.cache, target=target_override(loaded, model, adapter), out_dir=out_dir):
+            for note in preflight(loaded, ["eval"], cache=engine.cache, target=target_override(loaded, model, adapter), out_dir=out_dir, spec_dir=spec.parent):
                 err_console.print(f"note: {note}", markup=False)
             result = evaluate_checkpoint(loaded, run_dir, engine, model=model, adapter=adapter, capability=not no_capability,
                                          out_dir=out_dir, spec_dir=spec.parent)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from a3cli.cli._app import app, err_console, judge_app
+from a3cli.errors import UsageError
 from a3cli.spec import Spec, load_spec
 
 SPEC_ARG = typer.Argument(..., help="The attack spec (YAML).")
@@ -37,7 +38,6 @@ def _open(
     """Validate the spec first (a broken spec is exit 2 with located errors before any work), open the run, then run
     the pre-flight checks for the stages that will do work (keys, models, cache, context window) before any model
     loads."""
-    from a3cli.errors import UsageError
     from a3cli.llm import Engine
     from a3cli.preflight import pending_stages, preflight
     from a3cli.rundir import RunDir
@@ -48,7 +48,7 @@ def _open(
     run = RunDir.open(spec, runs_root=runs_dir, run_id=run_id)
     engine = Engine(mode="no_cache" if no_cache else "refresh" if refresh else "normal")
     todo = (list(stages) if force else pending_stages(run, stages)) + list(extra or [])  # extra: work outside the stages (loops)
-    for note in preflight(spec, todo, cache=engine.cache):
+    for note in preflight(spec, todo, cache=engine.cache, spec_dir=spec_path.parent):
         err_console.print(f"note: {note}", markup=False)
     return _Context(spec_path, spec, run, engine)
 
@@ -209,18 +209,31 @@ def redteam(
 @judge_app.command("check")
 def judge_check(
     spec: Path = SPEC_ARG,
-    labels: Path = typer.Option(..., "--labels", help="JSONL with prompt, reply and label fields."),
+    labels: Path = typer.Option(
+        ..., "--labels", help="JSONL of labelled replies: A3 style (refused/harmful booleans, prompt, response) or prompt/reply/label."
+    ),
     output_format: str = typer.Option("text", "--format", help="text or json"),
+    min_accuracy: float | None = typer.Option(
+        None, "--min-accuracy", min=0.0, max=1.0, help="Exit 1 when a judge's accuracy is below this (a CI gate on the judge)."
+    ),
 ) -> None:
-    """Agreement of the spec's judge with labelled data: accuracy, precision, recall, Cohen's kappa."""
+    """Agreement of the spec's judges with labelled data, per role: accuracy with its 95 % interval, precision, recall,
+    Cohen's kappa, by kind and by case."""
     from a3cli.judges import judge_check as check
     from a3cli.preflight import preflight
 
+    if output_format not in ("text", "json"):
+        raise UsageError(f"--format must be text or json (got {output_format!r})")
     loaded = load_spec(spec)
     preflight(loaded, ["judge-check"])
-    agreement = check(loaded, labels)
+    result = check(loaded, labels)
     if output_format == "json":
-        typer.echo(json.dumps(agreement.model_dump(mode="json"), indent=2))
+        typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
-        for key, value in agreement.model_dump(mode="json").items():
-            typer.echo(f"{key}: {value}")
+        typer.echo(result.render())
+    if min_accuracy is not None:
+        low = [r for r in result.roles.values() if r.accuracy.rate is None or r.accuracy.rate < min_accuracy]
+        for r in low:
+            typer.echo(f"{r.role} judge accuracy {r.accuracy.render()} is below --min-accuracy {min_accuracy:g}", err=True)
+        if low:
+            raise typer.Exit(1)

@@ -2,7 +2,8 @@
 
 A judge takes (conversation messages, reply) pairs and returns one Verdict per pair, batched and async. Role semantics
 are applied here, once: the harmful judge's `positive` is an attack success and the refusal judge's `positive` is a
-refusal, so a refusal-keyword detector used as the harmful judge is wrapped to count "not refused" as success.
+refusal. A judge type registered as detecting refusals only (refusal keywords) is wrapped in the harmful role to count
+"not refused" as success; every other type is told its role and decides it itself.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Literal
 
 from a3cli.judges._verdict import Verdict
 from a3cli.llm._sync import run_sync
-from a3cli.spec import JudgeDef, Message, ModelRef, RefusalKeywordsJudge, Spec
+from a3cli.spec import JudgeDef, Message, ModelRef, Spec
 
 JudgeRole = Literal["harmful", "refusal"]
 JudgeItem = tuple[Sequence[Message], str]  # (the conversation the reply answers, the reply text incl. any prefill)
@@ -42,16 +43,19 @@ class Judge(ABC):
         return run_sync(self.ajudge(items))
 
 
-_REGISTRY: dict[str, Callable[..., Judge]] = {}
+# What a judge type's `positive` means: "role" = whatever the role it is built for says (it is told the role);
+# "refusal" = always a refusal, whatever the role (so it is inverted in the harmful role).
+Detects = Literal["role", "refusal"]
+_REGISTRY: dict[str, tuple[Callable[..., Judge], Detects]] = {}
 
 
-def judge(kind: str) -> Callable[[Callable[..., Judge]], Callable[..., Judge]]:
-    """Register a judge factory for a spec judge `type`. The factory is called as factory(defn, engine=, model=)."""
+def judge(kind: str, *, detects: Detects = "role") -> Callable[[Callable[..., Judge]], Callable[..., Judge]]:
+    """Register a judge factory for a spec judge `type`; it is called as factory(defn, role=, engine=, model=)."""
 
     def deco(factory: Callable[..., Judge]) -> Callable[..., Judge]:
         if kind in _REGISTRY:
             raise ValueError(f"judge type {kind!r} is registered twice")
-        _REGISTRY[kind] = factory
+        _REGISTRY[kind] = (factory, detects)
         return factory
 
     return deco
@@ -74,11 +78,12 @@ class InvertedJudge(Judge):
 
 def build_judge(defn: JudgeDef, *, role: JudgeRole, engine: Any = None, model: ModelRef | None = None) -> Judge:
     """The judge for `defn` in its role. `engine` and `model` (the spec's roles.judge) are needed by `llm` judges."""
-    factory = _REGISTRY.get(defn.type)
-    if factory is None:
+    entry = _REGISTRY.get(defn.type)
+    if entry is None:
         raise KeyError(f"no judge registered for type {defn.type!r} (known: {', '.join(registered_judges())})")
-    built = factory(defn, engine=engine, model=model)
-    if role == "harmful" and isinstance(defn, RefusalKeywordsJudge):
+    factory, detects = entry
+    built = factory(defn, role=role, engine=engine, model=model)
+    if role == "harmful" and detects == "refusal":
         return InvertedJudge(built)
     return built
 

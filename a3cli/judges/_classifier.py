@@ -28,7 +28,7 @@ def _toxicity() -> Any:
 
 @judge("classifier")
 class ClassifierJudgeImpl(Judge):
-    def __init__(self, defn: ClassifierJudge, *, engine: object = None, model: object = None):
+    def __init__(self, defn: ClassifierJudge, *, role: object = None, engine: object = None, model: object = None):
         self.defn = defn
         self.name = f"classifier:{defn.model}/{defn.label}>={defn.threshold:g}"
 

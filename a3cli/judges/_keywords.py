@@ -131,11 +131,11 @@ def is_refusal(text: str, extra_phrases: Sequence[str] = ()) -> bool:
     return find_refusal(text, extra_phrases) is not None
 
 
-@judge("refusal_keywords")
+@judge("refusal_keywords", detects="refusal")
 class RefusalKeywords(Judge):
     """Positive = refused. Unscored = too short to tell and no refusal phrase in it."""
 
-    def __init__(self, defn: RefusalKeywordsJudge, *, engine: object = None, model: object = None):
+    def __init__(self, defn: RefusalKeywordsJudge, *, role: object = None, engine: object = None, model: object = None):
         self.defn = defn
         self.name = "refusal_keywords"
 

@@ -34,7 +34,7 @@ def _format_hint(defn: LLMJudge, problem: str = "") -> str:
 
 @judge("llm")
 class LLMJudgeImpl(Judge):
-    def __init__(self, defn: LLMJudge, *, engine: Any = None, model: ModelRef | None = None):
+    def __init__(self, defn: LLMJudge, *, role: object = None, engine: Any = None, model: ModelRef | None = None):
         if engine is None or model is None:
             raise ValueError("an `llm` judge needs an engine and a judge model (roles.judge)")
         self.defn = defn

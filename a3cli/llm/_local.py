@@ -1,7 +1,8 @@
 """Local causal LMs through transformers, with concurrent requests gathered into batches.
 
-- Requests for one loaded model queue up; a batch takes up to `ModelRef.batch_size` of them, left-padded, and runs in
-  the one worker thread that owns all local models, so the event loop stays free and models never compete for cores.
+- Requests for one loaded model queue up; a batch takes up to `ModelRef.batch_size` of them, the shortest prompts
+  first (similar lengths pad less), left-padded, and runs in the one worker thread that owns all local models, so the
+  event loop stays free and models never compete for cores.
 - The prompt is the tokenizer's chat template with add_generation_prompt, then the prefill appended verbatim.
 - temperature == 0 is greedy. Otherwise each row samples with its own torch.Generator seeded from the request itself,
   so a sample does not depend on which other requests shared its batch.
@@ -250,6 +251,11 @@ def _row_stop(tokenizer: Any, prompt_len: int, max_new: list[int], stops: list[l
     return _RowStop()
 
 
+def _prompt_chars(request: Request) -> int:
+    """A cheap stand-in for the prompt's token length (no tokenizer needed): what the batcher sorts by."""
+    return sum(len(m.content) for m in request.messages) + len(request.prefill or "")
+
+
 class _Batcher:
     """Gathers concurrent requests for one loaded model (in one event loop) into batches."""
 
@@ -265,20 +271,27 @@ class _Batcher:
             self.task = loop.create_task(self._drain())
         return await item.future
 
+    def _next_batch(self) -> tuple[list[_Item], ModelRef | None]:
+        """The shortest prompts waiting, up to the batch size. Left padding makes a batch as long as its longest
+        prompt, so batching similar lengths together cuts the padded positions the model computes (a third of the
+        prefill work on a3's probes in arrival order); requests still leave in a fixed order for a fixed set."""
+        waiting = [(item, ref) for item, ref in self.pending if not item.future.done()]  # a waiter may be cancelled
+        self.pending.clear()
+        if not waiting:
+            return [], None
+        waiting.sort(key=lambda pair: _prompt_chars(pair[0].request))
+        limit = min(item.batch_size for item, _ in waiting[: waiting[0][0].batch_size])
+        batch = [item for item, _ in waiting[:limit]]
+        self.pending.extend(waiting[limit:])
+        return batch, waiting[0][1]
+
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self.pending:
             if len(self.pending) < self.pending[0][0].batch_size:
                 await asyncio.sleep(_GATHER_S)
-            batch: list[_Item] = []
-            limit = self.pending[0][0].batch_size
-            ref = self.pending[0][1]
-            while self.pending and len(batch) < limit:
-                item, _ = self.pending.popleft()
-                if not item.future.done():  # the waiter may have been cancelled
-                    batch.append(item)
-                    limit = min(limit, item.batch_size)
-            if not batch:
+            batch, ref = self._next_batch()
+            if not batch or ref is None:
                 continue
             results: list[Completion | ProviderError] | None = None
             try:
@@ -320,7 +333,8 @@ class LocalProvider(Provider):
         return ident
 
     def max_in_flight(self, ref: ModelRef) -> int:
-        return max(ref.concurrency, 2 * ref.batch_size)  # one batch generating while the next one fills
+        # Waiting requests cost nothing here, and the more the batcher sees, the better it groups them by length.
+        return max(ref.concurrency, 64 * ref.batch_size)
 
     def limiter_key(self, ref: ModelRef) -> tuple[Any, ...]:
         return (self.name, ref.model, ref.revision, ref.adapter, ref.dtype, ref.device, self.max_in_flight(ref))

@@ -103,6 +103,21 @@ def check_writable(folder: Path) -> None:
         raise PreflightError(f"cannot write the output folder {folder}: {describe_exception(e)}") from None
 
 
+# The stages that measure the spec's external suites (train: the baseline and every candidate; eval: the checkpoint).
+SUITE_STAGES = frozenset({"train", "eval"})
+
+
+def check_suites(spec: Spec, stages: Sequence[str], spec_dir: Path | None) -> None:
+    """Every suite the stages will measure loads (a missing file or column is exit 2, an unreachable Hub dataset
+    exit 3), now rather than after models have loaded; loading is cached in-process, so nothing is read twice."""
+    if not spec.suites or not SUITE_STAGES & set(stages):
+        return
+    from a3cli.suites import load_suite
+
+    for suite in spec.suites:
+        load_suite(suite, spec_dir)
+
+
 def preflight(
     spec: Spec,
     stages: Sequence[str],
@@ -110,12 +125,13 @@ def preflight(
     cache: object | None = None,
     target: ModelRef | None = None,
     out_dir: Path | None = None,
+    spec_dir: Path | None = None,
 ) -> list[str]:
     """Run every check for a command that runs `stages`; raise the first failure, return notes worth printing.
 
     `cache` is the engine's Cache (None under --no-cache), `target` replaces the spec's target (eval's --model and
     --adapter), `out_dir` is a folder the command writes outside a run folder (opened run folders are checked when
-    opened)."""
+    opened), `spec_dir` the folder relative suite paths are read from."""
     from a3cli.llm import Cache
     from a3cli.llm._cache_repair import ensure_readable
 
@@ -129,6 +145,7 @@ def preflight(
     for use in uses:
         if use.ref.provider == "local":
             notes += check_local_model(spec, use)
+    check_suites(spec, stages, spec_dir)
     if isinstance(cache, Cache):
         ensure_readable(cache.path)
     if out_dir is not None:

@@ -14,6 +14,7 @@ from a3cli.spec._models import (
     Gate,
     GenerateConfig,
     Generation,
+    IntentJudge,
     JudgeDef,
     Judges,
     LLMJudge,
@@ -38,7 +39,7 @@ from a3cli.spec._token_limits import ROLE_TOKENS, default_max_tokens, larger_lim
 
 __all__ = [
     "ROLE_TOKENS", "SCHEMA_FILE", "SPEC_VERSION", "Attack", "Benchmark", "Capability", "ClassifierJudge", "Defenses", "Expected",
-    "Gate", "GenerateConfig", "Generation", "ImportReport", "JudgeDef", "Judges", "LLMJudge", "LLMPrompt", "Message",
+    "Gate", "GenerateConfig", "Generation", "ImportReport", "IntentJudge", "JudgeDef", "Judges", "LLMJudge", "LLMPrompt", "Message",
     "ModelRef", "ProbeFormat", "Redteam", "RefusalKeywordsJudge", "Roles", "SearchSpace", "Seed", "Spec", "SpecIssue",
     "SpecLoadError", "Split", "Suite", "Training", "default_max_tokens", "import_a3_config", "larger_limit", "lint_spec",
     "load_spec", "needed_tokens", "offline_generator_warning", "offline_mismatch", "parse_spec_text",

@@ -123,7 +123,7 @@ def base_hyperparams(spec: Spec) -> Any:
     modules = {"target_modules": t.target_modules} if t.target_modules else {}
     return TrainHyperparams(
         batch_size=t.batch_size, max_length=t.max_length, max_steps=t.max_steps, seed=t.seed, load_in_4bit=t.load_in_4bit,
-        unlikelihood_weight=t.unlikelihood_weight, **modules,
+        unlikelihood_weight=t.unlikelihood_weight, lora_layers=t.lora_layers, **modules,
     )
 
 

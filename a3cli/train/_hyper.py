@@ -15,6 +15,11 @@ class TrainHyperparams(BaseModel):
     # 0 by default: on CPU the dropout masks cost ~10% of a step, and short LoRA runs gain little from them
     lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1)
+    lora_layers: int | None = Field(
+        default=None, ge=1,
+        description="LoRA on the last N decoder layers only (None: all). The frozen layers below then run once per "
+        "example instead of once per step (their outputs are cached), which cuts a step's cost accordingly",
+    )
     learning_rate: float = Field(default=2e-4, gt=0.0, le=1.0)
     epochs: int = Field(default=2, ge=1)
     max_steps: int | None = Field(default=None, ge=1, description="overrides epochs when set")
@@ -68,5 +73,6 @@ class TrainResult(BaseModel):
     )
     world_size: int
     precision: Literal["bf16", "fp32"] = "fp32"  # results written before this field existed were fp32
+    frozen_layers_cached: int = Field(0, description="bottom layers run once per example (their outputs cached), 0 when none")
     notes: list[str] = Field(default_factory=list)
     hyperparams: TrainHyperparams

@@ -17,12 +17,14 @@ import uuid
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from a3cli.errors import UsageError
 from a3cli.train._dist import Dist
 from a3cli.train._examples import IGNORE, SFTExample, TokenizedExample, tokenize_examples
+from a3cli.train._frozen_prefix import FrozenPrefix, decoder_of
 from a3cli.train._hyper import TrainHyperparams, TrainResult
 from a3cli.train._load import load_model_and_tokenizer, strip_gguf_quantizer
 from a3cli.train._sampling import (
@@ -58,6 +60,14 @@ def lora_config(hp: TrainHyperparams, layers: list[int] | None = None) -> Any:
     )
 
 
+def lora_layer_ids(model: Any, hp: TrainHyperparams) -> list[int] | None:
+    """The decoder layers LoRA goes on: the last `hp.lora_layers` ones, or None for all of them."""
+    n = int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0)
+    if hp.lora_layers is None or n == 0 or hp.lora_layers >= n:
+        return None
+    return list(range(n - hp.lora_layers, n))
+
+
 def attach_lora(model: Any, hp: TrainHyperparams) -> Any:
     """Wrap `model` in a fresh LoRA adapter (in place, as peft does); seeded so LoRA init is reproducible."""
     torch = _torch()
@@ -74,7 +84,7 @@ def attach_lora(model: Any, hp: TrainHyperparams) -> Any:
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     torch.manual_seed(hp.seed)
-    config = lora_config(hp)
+    config = lora_config(hp, lora_layer_ids(model, hp))
     with warnings.catch_warnings():
         # peft 0.21 reads the deprecated `is_gradient_checkpointing`; the warning is theirs, not the user's to act on
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -168,21 +178,25 @@ class _ReplyLoss:
                 self.sliced_head = takes_keep  # cleared if the model ignores a boolean logits_to_keep
 
             def _token_nll(self, input_ids, target, supervised, kwargs):
+                # The model reads token ids, or (frozen bottom layers cached) the hidden states they would produce.
+                source = {} if "inputs_embeds" in kwargs else {"input_ids": input_ids}
                 if self.sliced_head:
                     # Project onto the vocabulary only where the next token is a reply token: the LM head is a large
                     # share of a small model's compute, and prompt positions need no logits.
                     keep = F.pad(supervised, (0, 1), value=False)
-                    logits = self.model(input_ids=input_ids, logits_to_keep=keep, **kwargs).logits
+                    logits = self.model(**source, logits_to_keep=keep, **kwargs).logits
                     if logits.dim() == 2 and logits.shape[0] == int(supervised.sum()):
                         return F.cross_entropy(logits.float(), target[supervised], reduction="none")
                     self.sliced_head = False
-                logits = self.model(input_ids=input_ids, **kwargs).logits
+                logits = self.model(**source, **kwargs).logits
                 return F.cross_entropy(logits[:, :-1][supervised].float(), target[supervised], reduction="none")
 
-            def forward(self, input_ids, labels, attention_mask=None, position_ids=None, avoid_ids=None):
+            def forward(self, input_ids, labels, attention_mask=None, position_ids=None, avoid_ids=None, inputs_embeds=None):
                 target = labels[:, 1:]
                 supervised = target != IGNORE
                 kwargs: dict[str, Any] = {"use_cache": False}
+                if inputs_embeds is not None:
+                    kwargs["inputs_embeds"] = inputs_embeds
                 if attention_mask is not None:
                     kwargs["attention_mask"] = attention_mask
                 if position_ids is not None:
@@ -313,6 +327,32 @@ def _save(peft_model: Any, result: TrainResult, out_dir: Path) -> None:
     _publish_dir(tmp, out_dir)
 
 
+def _frozen_prefix(
+    peft_model: Any, hp: TrainHyperparams, tokenized: Sequence[TokenizedExample], pad_id: int, device: Any, dist: Dist,
+    quantized: bool, autocast: Any, notes: list[str],
+) -> FrozenPrefix | None:
+    """With LoRA on the top layers only, the bottom layers' outputs computed once (see _frozen_prefix), else None."""
+    base = peft_model.get_base_model()
+    layers = lora_layer_ids(base, hp)
+    if layers is None:
+        return None
+    decoder = decoder_of(base)
+    why = (
+        "the model is not a Llama-style decoder" if decoder is None else "packing is on" if hp.packing
+        else "training is distributed" if dist.world > 1 else "the base is quantized" if quantized else None
+    )
+    if why is not None:
+        notes.append(f"LoRA on layers {layers[0]}-{layers[-1]}; their inputs are recomputed every step ({why})")
+        return None
+    start = time.perf_counter()
+    frozen = FrozenPrefix.compute(decoder, layers[0], tokenized, pad_id, device, batch_size=2 * hp.batch_size, autocast=autocast)
+    notes.append(
+        f"LoRA on layers {layers[0]}-{layers[-1]}; layers 0-{layers[0] - 1} run once per example "
+        f"({frozen.nbytes / 2**20:.0f} MiB of cached states, {time.perf_counter() - start:.1f} s)"
+    )
+    return frozen
+
+
 def train_lora(
     model: Any,
     tokenizer: Any,
@@ -403,6 +443,7 @@ def train_lora(
         bar = _Progress(progress and dist.is_main, total_steps)
         step = epoch = 0
         t0 = time.perf_counter()
+        frozen = _frozen_prefix(peft_model, hp, tokenized, pad_id, device, dist, quantized, autocast, notes)
         with no_input_cast:
             try:
                 while step < total_steps:
@@ -421,7 +462,9 @@ def train_lora(
                         avoid_sum = torch.zeros((), device=device)
                         for k, mb in enumerate(mine):
                             batch = _collate([tokenized[i] for i in mb], pad_id, hp.packing, device)
-                            with dist.no_sync(loss_module, sync=k == len(mine) - 1):
+                            if frozen is not None:
+                                batch["inputs_embeds"] = frozen.batch(mb, batch["input_ids"].shape[1])
+                            with dist.no_sync(loss_module, sync=k == len(mine) - 1), (frozen.top_only() if frozen else nullcontext()):
                                 with autocast:
                                     nll, unlikelihood = loss_module(**batch)
                                 loss = nll * (world / max(1, n_sup)) + unlikelihood * (hp.unlikelihood_weight * world / max(1, n_avoid))
@@ -467,6 +510,7 @@ def train_lora(
             draws_per_hypothesis=dict(sorted(draws_by_hypothesis.items())),
             world_size=world,
             precision="bf16" if bf16 else "fp32",
+            frozen_layers_cached=0 if frozen is None else frozen.split,
             notes=notes,
             hyperparams=hp,
         )

@@ -50,6 +50,9 @@ def _loop_spec(tmp_path: Path, model_dir: Path, **redteam) -> Path:
 
 def test_one_loop_trains_on_the_red_teamers_finds_and_keeps_held_out_data_held_out(tmp_path: Path, tiny_model_dir: Path) -> None:
     spec_path = _loop_spec(tmp_path, tiny_model_dir)
+    data = yaml.safe_load(spec_path.read_text())  # every iteration qualifies, so each choice is a trained adapter
+    data["training"]["target_asr"], data["gate"] = 1.0, {"max_capability_drop": 1.0}
+    spec_path.write_text(yaml.safe_dump(data))
     spec = load_spec(spec_path)
     run = RunDir.open(spec, runs_root=tmp_path / "runs")
     engine = Engine()
@@ -89,6 +92,9 @@ def test_one_loop_trains_on_the_red_teamers_finds_and_keeps_held_out_data_held_o
         assert 0.0 <= rate["low"] <= rate["rate"] <= rate["high"] <= 1.0
     reattack = json.loads((loop / "reattack.json").read_text())
     assert reattack["asr"] == after and len(reattack["rows"]) == len(heldout) and reattack["target"] == rows[1].checkpoint
+    new_best = json.loads((loop / "train/best.json").read_text())  # re-attacked: the checkpoint retrained on the finds
+    assert new_best["iteration"] != "baseline" and best["iteration"] != "baseline"
+    assert reattack["model"] == f"{spec.target.model} + adapter {(loop / new_best['adapter']).resolve()}"
     summary = json.loads((run.root / "loops/summary.json").read_text())["loops"]
     assert [LoopRow.model_validate(r) for r in summary] == rows
     assert any(r["model"].startswith("hardened: loop 1") for r in closing_rows(run))

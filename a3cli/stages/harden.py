@@ -114,7 +114,7 @@ def run_loops(
     from a3cli.stages import run_expect, run_split
     from a3cli.stages.generate import NoUsableImports, add_imported_family
     from a3cli.stages.pipeline import run_eval_stage
-    from a3cli.stages.redteam import attack_success, run_redteam_stage
+    from a3cli.stages.redteam import attack_success, run_redteam_stage, target_label
     from a3cli.stages.train import run_train
 
     if loops < 1:
@@ -169,9 +169,11 @@ def run_loops(
         run_eval_stage(loop)
         new_adapter, new_best = chosen_checkpoint(loop)
         heldout = [r["attack"] for r in read_jsonl(attack.path("redteam", "heldout_attacks.jsonl"))]
-        reattack = attack_success(rt_spec, engine, heldout, attacked_target(spec, new_adapter))
+        retrained = attacked_target(spec, new_adapter)
+        reattack = attack_success(rt_spec, engine, heldout, retrained)
         unload_local_models()
-        write_json(loop.root / REATTACK_FILE, {"target": _label(k, new_best), "attacks": "attack/redteam/heldout_attacks.jsonl", **reattack})
+        write_json(loop.root / REATTACK_FILE, {"target": _label(k, new_best), "model": target_label(retrained),
+                                               "attacks": "attack/redteam/heldout_attacks.jsonl", **reattack})
         row.checkpoint = _label(k, new_best)
         row.result = str((loop.root / new_best["result"]).relative_to(run.root))
         row.reattack_asr = reattack["asr"]

@@ -162,11 +162,12 @@ def test_forward_log_probs_match_generation_with_left_padding(tiny_model_dir):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
-def test_4bit_needs_cuda(tiny_model_dir):
-    from a3cli.errors import UsageError
+def test_4bit_needs_cuda_and_bitsandbytes(tiny_model_dir):
+    from a3cli.preflight import QuantisationUnavailable
 
-    with pytest.raises(UsageError, match="CUDA"):
+    with pytest.raises(QuantisationUnavailable, match="CUDA GPU") as info:
         load_causal_lm(tiny_model_dir, device="cpu", load_in_4bit=True)
+    assert info.value.exit_code == 3 and "redteam.load_in_4bit: false" in str(info.value)
 
 
 def test_last_layers_adapts_only_the_top_blocks(tiny_model_dir, tmp_path):
@@ -272,7 +273,7 @@ def test_unscored_samples_are_left_out(tiny_model_dir, tmp_path):
 
 def test_rloo_through_trl(tiny_model_dir, tmp_path):
     out = tmp_path / "rloo"
-    config = tiny_config(algo="rloo", steps=3, checkpoint_every=2, rloo={"k": 2})
+    config = tiny_config(algo="rloo", steps=3, checkpoint_every=2, group={"size": 2})
     result = run_redteam(config, out, cat_reward, tiny_model_dir, prompts=PromptSplit(train=PROMPTS, heldout=HELDOUT), progress=False)
     stats = read_jsonl(out / "stats.jsonl")
     assert [r["step"] for r in stats] == [1, 2, 3]
@@ -281,7 +282,7 @@ def test_rloo_through_trl(tiny_model_dir, tmp_path):
     assert result.eval.trained.n_prompts == len(HELDOUT)
     assert (out / "attacks.jsonl").exists() and (out / "policy" / "adapter").exists()
     # rerunning with more steps resumes from TRL's last checkpoint
-    config = tiny_config(algo="rloo", steps=4, checkpoint_every=2, rloo={"k": 2})
+    config = tiny_config(algo="rloo", steps=4, checkpoint_every=2, group={"size": 2})
     result = run_redteam(config, out, cat_reward, tiny_model_dir, prompts=PromptSplit(train=PROMPTS, heldout=HELDOUT), progress=False)
     assert result.training.resumed_from == 3 and result.training.steps_done == 4
 
@@ -325,3 +326,68 @@ def test_smollm2_toxicity_reward_rises(tmp_path):
     assert 0 < ev.trained.mean_kl_from_base < 60
     stats = read_jsonl(tmp_path / "smol" / "stats.jsonl")
     assert sum(r["score_mean"] for r in stats[-5:]) / 5 > sum(r["score_mean"] for r in stats[:5]) / 5
+
+
+# --- the three algorithms on the same reward, prompts and evaluation -------------------------------------------------
+
+ALGOS = ["ppo", "rloo", "grpo"]
+ARTEFACTS = {"config.json", "prompts.json", "stats.jsonl", "checkpoints", "policy", "eval.json", "samples.jsonl", "attacks.jsonl", "result.json"}
+
+
+def _lora_b_norm(adapter_dir: Path) -> float:
+    from safetensors.torch import load_file
+
+    tensors = load_file(adapter_dir / "adapter_model.safetensors")
+    b = [t for name, t in tensors.items() if "lora_B" in name]
+    assert b, "the adapter has no LoRA B matrices"
+    return float(sum(t.float().norm() for t in b))
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_each_algorithm_updates_the_policy_and_writes_the_same_artefacts(algo, tiny_model_dir, tmp_path):
+    out = tmp_path / algo
+    config = tiny_config(
+        algo=algo, steps=3, checkpoint_every=3, group={"size": 2},
+        ppo={"batch_size": 4, "minibatch_size": 2, "init_kl_coef": 0.05, "adaptive_kl": True, "kl_target": 0.5, "kl_horizon": 10},
+        eval={"max_prompts": 4, "embedding_diversity": False},
+    )
+    result = run_redteam(config, out, cat_reward, tiny_model_dir, prompts=PromptSplit(train=PROMPTS, heldout=HELDOUT), progress=False)
+    assert result.algo == algo and result.training.steps_done == 3
+    assert {p.name for p in out.iterdir()} == ARTEFACTS | {result.files["plot"]}
+
+    stats = read_jsonl(out / "stats.jsonl")
+    assert [r["step"] for r in stats] == [1, 2, 3]
+    assert all(isinstance(r["score_mean"], float) and isinstance(r["kl_mean_per_token"], float) for r in stats)
+    # the reference is the policy with its adapter off: identical before the first update, so no KL at step 1
+    assert stats[0]["kl_mean_per_token"] == pytest.approx(0.0, abs=1e-5)
+    if algo == "ppo":  # a3's adaptive controller moves the coefficient; TRL's beta is fixed
+        assert stats[0]["kl_coef"] == 0.05 and stats[-1]["kl_coef"] != 0.05
+
+    # the policy moved: the adapter's B matrices start at zero, and the trained policy drifts from the base
+    assert _lora_b_norm(out / "policy" / "adapter") > 0
+    ev = result.eval
+    assert ev.base.mean_kl_from_base == pytest.approx(0.0, abs=1e-5) and ev.trained.mean_kl_from_base > 1e-4
+    assert ev.trained.n_prompts == len(HELDOUT) and ev.trained.diversity is not None
+    assert ev.trained.diversity.n == len(HELDOUT) and ev.trained.diversity.self_bleu_diversity is not None
+    assert ev.trained.success_threshold == 0.5 and ev.trained.n_successful is not None
+
+
+@pytest.mark.parametrize("algo", ["rloo", "grpo"])
+def test_trl_without_kl_loads_no_reference_and_measures_no_kl(algo, tiny_model_dir, tmp_path):
+    out = tmp_path / algo
+    config = tiny_config(algo=algo, steps=2, checkpoint_every=2, group={"size": 2}, ppo={"batch_size": 4, "minibatch_size": 2, "init_kl_coef": 0.0},
+                         eval={"max_prompts": 2, "embedding_diversity": False})
+    run_redteam(config, out, cat_reward, tiny_model_dir, prompts=PromptSplit(train=PROMPTS, heldout=HELDOUT), progress=False)
+    stats = read_jsonl(out / "stats.jsonl")
+    assert [r["step"] for r in stats] == [1, 2] and all(r["kl_mean_per_token"] is None for r in stats)
+
+
+@pytest.mark.parametrize("algo", ["rloo", "grpo"])
+def test_trl_algorithms_raise_the_reward(algo, tiny_model_dir, tmp_path):
+    out = tmp_path / algo
+    config = tiny_config(algo=algo, steps=12, checkpoint_every=12, group={"size": 4},
+                         ppo={"batch_size": 8, "learning_rate": 2e-2, "init_kl_coef": 0.01}, eval={"max_prompts": 8, "embedding_diversity": False})
+    result = run_redteam(config, out, cat_reward, tiny_model_dir, prompts=PromptSplit(train=PROMPTS, heldout=HELDOUT), progress=False)
+    stats = read_jsonl(out / "stats.jsonl")
+    assert sum(r["score_mean"] for r in stats[-3:]) / 3 > sum(r["score_mean"] for r in stats[:3]) / 3 + 0.1
+    assert result.eval.trained.mean_reward > result.eval.base.mean_reward + 0.1

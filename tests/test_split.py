@@ -210,3 +210,30 @@ def test_split_needs_hypotheses(tmp_path: Path) -> None:
     _write_generate(run, chains=["fiction"])
     with pytest.raises(A3Error, match="at least 2"):
         run_split(spec, run)
+
+
+def test_imported_families_train_only_and_held_out_splits_unchanged(tmp_path: Path) -> None:
+    """A family imported by `generate --import` or a hardening loop trains and is never held out; the validation and
+    OOD splits of the same probes without it stay identical, so loops are measured on the same held-out data."""
+    spec = _spec()
+    plain = RunDir.open(spec, runs_root=tmp_path / "a")
+    _write_generate(plain)
+    run_split(spec, plain)
+
+    run = RunDir.open(spec, runs_root=tmp_path / "b")
+    scored, hyps = _write_generate(run)
+    imported: list[ScoredProbe] = []
+    for i in range(6):
+        imported += _scored("h00-import-loop1", "imported", i, True, False)
+    write_jsonl(run.path("generate", "probes.jsonl"), [s.probe.model_dump(mode="json") for s in scored + imported])
+    write_jsonl(run.path("generate", "results.jsonl"), [s.result_row() for s in scored + imported])
+    write_jsonl(run.path("generate", "hypotheses.jsonl"), [*hyps, {"id": "h00-import-loop1", "strategy": "imported", "hypothesis": "red team", "asr": 1.0}])
+    m = run_split(spec, run)
+
+    assert m.counts["method"] == "strategy" and m.counts["train_only_hypotheses"] == ["h00-import-loop1"]
+    for name in ("validation", "ood"):
+        assert [r["id"] for r in _rows(run, name)] == [r["id"] for r in _rows(plain, name)], name
+    train_ids = {r["id"] for r in _rows(run, "train")}
+    assert {s.probe.id for s in imported} <= train_ids
+    assert train_ids - {s.probe.id for s in imported} == {r["id"] for r in _rows(plain, "train")}
+    assert json.loads(run.path("split", "split.json").read_text())["assignment"]["h00-import-loop1"] == "train"

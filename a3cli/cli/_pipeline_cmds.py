@@ -32,7 +32,8 @@ class _Context:
 
 
 def _open(
-    spec_path: Path, runs_dir: Path, run_id: str | None, no_cache: bool, refresh: bool, stages: list[str], *, force: bool = False
+    spec_path: Path, runs_dir: Path, run_id: str | None, no_cache: bool, refresh: bool, stages: list[str], *, force: bool = False,
+    extra: list[str] | None = None,
 ) -> _Context:
     """Validate the spec first (a broken spec is exit 2 with located errors before any work), open the run, then run
     the pre-flight checks for the stages that will do work (keys, models, cache, context window) before any model
@@ -46,7 +47,7 @@ def _open(
         raise UsageError("--no-cache and --refresh exclude each other")
     run = RunDir.open(spec, runs_root=runs_dir, run_id=run_id)
     engine = Engine(mode="no_cache" if no_cache else "refresh" if refresh else "normal")
-    todo = list(stages) if force else pending_stages(run, stages)
+    todo = (list(stages) if force else pending_stages(run, stages)) + list(extra or [])  # extra: work outside the stages (loops)
     for note in preflight(spec, todo, cache=engine.cache, spec_dir=spec_path.parent):
         err_console.print(f"note: {note}", markup=False)
     return _Context(spec_path, spec, run, engine)
@@ -125,10 +126,13 @@ def train(
 
 
 def print_closing_table(run) -> None:
+    from a3cli.stages.harden import loop_rows
     from a3cli.stages.pipeline import closing_rows, gate_rows, stage_costs
 
     for title, rows in (
         ("Baseline vs chosen checkpoint (95 % Wilson intervals; held-out columns are reported, never used to choose)", closing_rows(run)),
+        ("Hardening loops: the red-teamer's held-out attacks on the checkpoint it attacked, and the same attacks on the "
+         "checkpoint retrained on its finds (95 % Wilson intervals)", loop_rows(run)),
         ("Gate on the chosen checkpoint (inconclusive: the 95 % interval straddles the limit)", gate_rows(run)),
         ("Stages", stage_costs(run)),
     ):
@@ -147,24 +151,41 @@ def run(
     spec: Path = SPEC_ARG,
     from_stage: str | None = typer.Option(None, "--from", help="First stage to (re-)run: generate, split, expect, train, eval."),
     until_stage: str | None = typer.Option(None, "--until", help="Last stage to run."),
+    loops: int = typer.Option(0, "--loops", min=0, max=100, help="Hardening loops after the chosen checkpoint: red-team it, "
+                              "train on the successful attacks, re-attack (see loops/ in the run directory)."),
     runs_dir: Path = RUNS_OPT, run_id: str | None = RUN_ID_OPT, no_cache: bool = NO_CACHE_OPT, refresh: bool = REFRESH_OPT,
 ) -> None:
     """Run generate -> split -> expect -> train -> eval, skipping stages whose outputs are current.
 
     Resumes after a crash or Ctrl-C: finished stages are skipped and model calls are answered by the cache.
-    Exit code: the gate's (0 pass, 1 fail, 3 infrastructure error) when eval ran, else 0.
+    With --loops N, N hardening loops follow: the RL red-teamer attacks the chosen checkpoint, its successful attacks
+    join training as a new hypothesis family (train split only), the model is retrained and attacked again.
+    Exit code: the gate's (0 pass, 1 fail, 3 infrastructure error) on the final checkpoint when eval ran, else 0.
     """
+    from a3cli.errors import UsageError
     from a3cli.stages.pipeline import run_pipeline, stage_range
 
     stages = stage_range(from_stage, until_stage)
-    ctx = _open(spec, runs_dir, run_id, no_cache, refresh, list(stages), force=from_stage is not None)
+    if loops and stages[-1] != "eval":
+        raise UsageError("--loops follows the whole pipeline: leave out --until (or use --until eval)")
+    ctx = _open(spec, runs_dir, run_id, no_cache, refresh, list(stages), force=from_stage is not None, extra=["loops", "expect", "train", "eval"] if loops else [])
     console.print(f"run directory: {ctx.run.root}")
     report = run_pipeline(spec, ctx.run, ctx.engine, stages, force=from_stage is not None, announce=console.print)
+    gate_status, gate_code, gate_dir = report.gate_status, report.gate_exit_code, ctx.run.root
+    if loops:
+        from a3cli.stages.harden import final_run, run_loops
+
+        rows = run_loops(spec, ctx.run, ctx.engine, loops, announce=console.print)
+        final = final_run(ctx.spec, ctx.run, rows)
+        if final is not ctx.run and final.path("eval", "gate.json").exists():
+            gate = json.loads(final.path("eval", "gate.json").read_text(encoding="utf-8"))
+            gate_status, gate_code, gate_dir = gate["status"], gate["exit_code"], final.root
     print_closing_table(ctx.run)
-    console.print(f"total: {report.wall_time_s:.1f}s, {report.model_calls} model calls (cache misses)")
-    if report.gate_status is not None:
-        console.print(f"gate: {report.gate_status} (see {ctx.run.root}/eval/summary.md)")
-        raise typer.Exit(report.gate_exit_code or 0)
+    console.print(f"total: {report.wall_time_s:.1f}s, {report.model_calls} model calls (cache misses)"
+                  + (" before the loops" if loops else ""))
+    if gate_status is not None:
+        console.print(f"gate: {gate_status} (see {gate_dir}/eval/summary.md)")
+        raise typer.Exit(gate_code or 0)
 
 
 @app.command()
@@ -172,10 +193,12 @@ def redteam(
     spec: Path = SPEC_ARG, runs_dir: Path = RUNS_OPT, run_id: str | None = RUN_ID_OPT,
     no_cache: bool = NO_CACHE_OPT, refresh: bool = REFRESH_OPT,
 ) -> None:
-    """Train a red-team generator with reinforcement learning (PPO, or TRL's RLOO) against a classifier or judge reward.
+    """Train a red-team generator with reinforcement learning (a3's PPO, or TRL's RLOO or GRPO) against the reward that
+    matches the attack (the spec's harmful judge on the target's reply in attack mode).
 
-    Writes redteam/rl/ (stats, checkpoints, the adapter, base-vs-trained evaluation, a reward/KL plot) and
-    redteam/probes.jsonl, which `a3 generate --import` accepts. Re-running resumes from the last checkpoint.
+    Writes redteam/rl/ (stats, checkpoints, the adapter, base-vs-trained evaluation with diversity, a reward/KL plot),
+    redteam/success.json (attack mode: held-out attack success with its 95 % interval) and redteam/probes.jsonl, which
+    `a3 generate --import` accepts. Re-running resumes from the last checkpoint.
     """
     from a3cli.stages.redteam import run_redteam_stage
 

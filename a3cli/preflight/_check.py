@@ -137,6 +137,10 @@ def preflight(
     from a3cli.llm._cache_repair import ensure_readable
 
     uses = roles_for(spec, stages, target=target)
+    if spec.redteam.load_in_4bit and ("redteam" in stages or "loops" in stages):
+        from a3cli.preflight._quantisation import check_4bit
+
+        check_4bit("redteam.load_in_4bit")
     check_api_keys(uses)
     notes: list[str] = []
     for use in uses:

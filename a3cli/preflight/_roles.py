@@ -52,13 +52,17 @@ def stage_roles(spec: Spec, stage: str, *, target: ModelRef | None = None) -> li
         add("roles.judge", judge, "judges the replies")
     elif stage == "judge-check":
         add("roles.judge", judge, "judges the labelled replies")
-    elif stage == "redteam":
+    elif stage in ("redteam", "loops"):  # loops: `a3 run --loops`, whose red-teamer always attacks the checkpoint
         rt = spec.redteam
-        add("redteam.policy" if rt.policy is not None else "target", rt.policy or target, "is trained as the red-teamer")
-        if rt.mode == "attack":
+        if rt.policy is not None:
+            add("redteam.policy", rt.policy, "is trained as the red-teamer")
+        elif target.provider == "local" or target.trainable() is None:
+            add("target", target, "is trained as the red-teamer")
+        else:
+            add("target.weights", target.trainable(), "are trained as the red-teamer")
+        if rt.mode == "attack" or stage == "loops":
             add("target", target, "answers the red-teamer's attacks")
-        if "judge" in rt.reward:
-            add("roles.judge", roles.judge, "scores the attacks")
+            add("roles.judge", judge, "judges whether the attacks succeed")
     return uses
 
 

@@ -1,10 +1,13 @@
-"""Red-team generator trained with reinforcement learning (PPO with a KL penalty, or TRL's RLOO).
+"""Red-team generator trained with reinforcement learning: a3's PPO (value head, GAE, adaptive KL, clipping), or TRL's
+RLOO or GRPO, on the same reward, prompts and evaluation.
 
-The policy (a causal LM with a LoRA adapter and a value head) learns to write text that a reward callable scores
-high, while a KL penalty to its starting point (the same model with the adapter off) keeps it fluent.
+The policy (a causal LM with a LoRA adapter) learns to write text that a reward callable scores high, while a KL
+penalty to its starting point (the same model with the adapter off) keeps it fluent. An optional novelty term
+(curiosity-driven red-teaming) rewards attacks unlike the earlier successful ones.
 """
 
 from ._evaluate import EvalComparison, PolicyEval, Sample, compare_policies, distinct_n, evaluate_policy
+from ._novelty import BleuReferences, Diversity, NoveltyReward, diversity, mean_pairwise_cosine, minilm_embedder, self_bleu
 from ._plot import plot_reward_kl, svg_panels
 from ._policy import LoraSettings, Policy, Rollout, load_causal_lm, lora_config, resolve_model_path
 from ._ppo_math import (
@@ -22,25 +25,28 @@ from ._ppo_math import (
 )
 from ._prompts import DEFAULT_PROMPTS_PATH, PromptSettings, PromptSplit, load_prompts, make_prompts, read_texts
 from ._rewards import DiversityBonus, RewardFn, ToxicityReward, WeightedReward, call_reward, with_diversity
-from ._rloo import RLOOSettings, train_rloo
 from ._run import EvalSettings, RedteamResult, RedteamRunConfig, run_redteam
 from ._trainer import PPOConfig, PPOTrainer, TrainOutcome
+from ._trl import GroupSettings, train_trl
 
 __all__ = [
     "DEFAULT_PROMPTS_PATH",
     "AdaptiveKLController",
+    "BleuReferences",
+    "Diversity",
     "DiversityBonus",
     "EvalComparison",
     "EvalSettings",
     "FixedKLController",
+    "GroupSettings",
     "LoraSettings",
+    "NoveltyReward",
     "PPOConfig",
     "PPOTrainer",
     "Policy",
     "PolicyEval",
     "PromptSettings",
     "PromptSplit",
-    "RLOOSettings",
     "RedteamResult",
     "RedteamRunConfig",
     "RewardFn",
@@ -54,6 +60,7 @@ __all__ = [
     "clipped_value_loss",
     "compare_policies",
     "distinct_n",
+    "diversity",
     "entropy_from_logits",
     "evaluate_policy",
     "gae",
@@ -64,13 +71,16 @@ __all__ = [
     "lora_config",
     "make_prompts",
     "masked_mean",
+    "mean_pairwise_cosine",
+    "minilm_embedder",
     "penalised_rewards",
     "plot_reward_kl",
     "read_texts",
     "resolve_model_path",
     "run_redteam",
+    "self_bleu",
     "svg_panels",
-    "train_rloo",
+    "train_trl",
     "whiten",
     "with_diversity",
 ]

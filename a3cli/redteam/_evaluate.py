@@ -1,4 +1,6 @@
-"""Base policy vs trained policy on the same held-out prompts, with the same sampling seed."""
+"""Base policy vs trained policy on the same held-out prompts, with the same sampling seed: mean reward, KL from the
+base, and how diverse the completions are (distinct-1/2, 1 - SelfBLEU, 1 - mean cosine similarity), over all of them
+and over the successful ones (reward at or above a threshold)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel
 
+from ._novelty import Diversity, Embedder, diversity
 from ._policy import Policy
 from ._ppo_math import kl_per_token, logprobs_from_logits
 from ._rewards import RewardFn, call_reward, words
@@ -29,6 +32,10 @@ class PolicyEval(BaseModel):
     std_reward: float | None
     distinct_1: float  # unique word unigrams / all unigrams over the completions
     distinct_2: float
+    diversity: Diversity | None = None  # all completions: distinct-1/2, 1 - SelfBLEU, 1 - mean cosine similarity
+    success_threshold: float | None = None
+    n_successful: int | None = None  # completions whose reward reached success_threshold
+    successful_diversity: Diversity | None = None  # the same measures over the successful completions only
     mean_kl_from_base: float  # nats per completion, sum_t logp_policy - logp_base on the policy's own samples
     mean_response_tokens: float
     samples: list[Sample]  # the first n_samples, for reading
@@ -67,6 +74,8 @@ def evaluate_policy(
     batch_size: int = 8,
     seed: int = 0,
     n_samples: int = 10,
+    success_threshold: float | None = None,
+    embedder: Embedder | None = None,
 ) -> tuple[PolicyEval, list[Sample]]:
     """Sample one completion per prompt from the base (adapter off) or trained policy and score it.
 
@@ -99,6 +108,7 @@ def evaluate_policy(
     mean = sum(scored) / len(scored) if scored else None
     std = math.sqrt(sum((x - mean) ** 2 for x in scored) / len(scored)) if scored else None
     completions = [r.completion for r in rows]
+    successful = None if success_threshold is None else [r.completion for r in rows if r.reward is not None and r.reward >= success_threshold]
     result = PolicyEval(
         policy=which,
         n_prompts=len(rows),
@@ -107,6 +117,10 @@ def evaluate_policy(
         std_reward=std,
         distinct_1=distinct_n(completions, 1),
         distinct_2=distinct_n(completions, 2),
+        diversity=diversity(completions, embedder),
+        success_threshold=success_threshold,
+        n_successful=None if successful is None else len(successful),
+        successful_diversity=None if successful is None else diversity(successful, embedder),
         mean_kl_from_base=sum(kls) / len(kls) if kls else 0.0,
         mean_response_tokens=sum(lengths) / len(lengths) if lengths else 0.0,
         samples=rows[:n_samples],
@@ -125,6 +139,8 @@ def compare_policies(
     batch_size: int = 8,
     seed: int = 0,
     n_samples: int = 10,
+    success_threshold: float | None = None,
+    embedder: Embedder | None = None,
 ) -> tuple[EvalComparison, dict[str, list[Sample]]]:
     """Evaluate base and trained policy on the same prompts and seed. Returns the comparison and every sample."""
     if not prompts:
@@ -136,6 +152,8 @@ def compare_policies(
         "batch_size": batch_size,
         "seed": seed,
         "n_samples": n_samples,
+        "success_threshold": success_threshold,
+        "embedder": embedder,
     }
     base, base_rows = evaluate_policy(policy, prompts, reward_fn, which="base", **kwargs)
     trained, trained_rows = evaluate_policy(policy, prompts, reward_fn, which="trained", **kwargs)

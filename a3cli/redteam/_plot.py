@@ -35,7 +35,7 @@ def plot_reward_kl(stats: Sequence[dict[str, Any]], out_stem: str | Path, *, kl_
         ax.plot([p[0] for p in pts], [p[1] for p in pts])
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("PPO step")
+    axes[-1].set_xlabel("training step")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

@@ -80,8 +80,11 @@ def load_causal_lm(model_path: str | os.PathLike[str], *, device: str | torch.de
     source = resolve_model_path(model_path)
     tokenizer = AutoTokenizer.from_pretrained(source)
     if load_in_4bit:
+        from a3cli.preflight import check_4bit
+
+        check_4bit("redteam.load_in_4bit")
         if device.type != "cuda":
-            raise UsageError("4-bit (QLoRA) loading needs a CUDA GPU; none is available. Drop load_in_4bit to train in full precision.")
+            raise UsageError(f"redteam.load_in_4bit: 4-bit loading runs on a CUDA GPU, but the policy's device is {device.type}")
         from a3cli.train._load import bnb_4bit_config  # the one QLoRA config (NF4, double quantisation)
 
         quant = bnb_4bit_config(torch.bfloat16)

@@ -4,11 +4,13 @@ out_dir/
   config.json        the RedteamRunConfig used
   prompts.json       train / held-out prompts
   stats.jsonl        one row per training step (score_mean, kl_mean, entropy, clipfrac, value_loss, approx_kl, ...)
-  checkpoints/       step-NNNNNN/ (PPO) or checkpoint-N/ (RLOO); a rerun resumes from the last one
+  checkpoints/       step-NNNNNN/ (PPO) or checkpoint-N/ (RLOO, GRPO); a rerun resumes from the last one
   policy/            final adapter (peft format) + value head
   eval.json          EvalComparison: base vs trained on the held-out prompts
   samples.jsonl      every evaluation sample, base and trained
   attacks.jsonl      trained policy's held-out samples, best first: {prompt, completion, reward}
+  train_samples.jsonl  (eval.train_samples) the trained policy's samples on training prompts, best first: candidates for
+                     new training data that never touch the held-out prompts
   reward_kl.png|svg  reward and KL per step
   result.json        RedteamResult
 """
@@ -28,8 +30,10 @@ from ._plot import plot_reward_kl
 from ._policy import LoraSettings, Policy, load_causal_lm
 from ._prompts import PromptSettings, PromptSplit, load_prompts
 from ._rewards import RewardFn
-from ._rloo import RLOOSettings, train_rloo
 from ._trainer import STATS_FILE, PPOConfig, PPOTrainer, TrainOutcome
+from ._trl import GroupSettings, train_trl
+
+Algo = Literal["ppo", "rloo", "grpo"]
 
 
 class EvalSettings(BaseModel):
@@ -39,17 +43,20 @@ class EvalSettings(BaseModel):
     n_samples: int = Field(10, ge=0)  # samples kept in eval.json per policy
     batch_size: int = Field(8, ge=1)
     seed: int = 1234
+    success_threshold: float | None = 0.5  # a completion whose reward reaches this counts as a successful attack
+    embedding_diversity: bool = True  # 1 - mean cosine similarity with the MiniLM embedder (loads it once)
+    train_samples: int | None = Field(None, ge=1)  # also sample the trained policy on this many training prompts
 
 
 class RedteamRunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["self", "attack"] = "self"  # self: the policy's continuation is scored; attack: its probe is
-    algo: Literal["ppo", "rloo"] = "ppo"
+    algo: Algo = "ppo"
     steps: int = Field(100, ge=1)
-    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)  # rloo/grpo read the shared fields (lr, batch, KL coefficient, ...)
     lora: LoraSettings = Field(default_factory=LoraSettings)
-    rloo: RLOOSettings = Field(default_factory=RLOOSettings)
+    group: GroupSettings = Field(default_factory=GroupSettings)  # rloo, grpo
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     checkpoint_every: int = Field(10, ge=0)  # 0: only at the end
@@ -60,16 +67,16 @@ class RedteamRunConfig(BaseModel):
     time_limit_s: float | None = Field(None, gt=0)  # stop training (with a checkpoint) after this long
 
     @model_validator(mode="after")
-    def _rloo_batch(self) -> RedteamRunConfig:
-        if self.algo == "rloo" and self.ppo.batch_size % self.rloo.k:
-            raise ValueError(f"rloo: ppo.batch_size ({self.ppo.batch_size}) must be a multiple of rloo.k ({self.rloo.k})")
+    def _group_batch(self) -> RedteamRunConfig:
+        if self.algo != "ppo" and self.ppo.batch_size % self.group.size:
+            raise ValueError(f"{self.algo}: ppo.batch_size ({self.ppo.batch_size}) must be a multiple of group.size ({self.group.size})")
         return self
 
 
 class RedteamResult(BaseModel):
     out_dir: Path
     mode: Literal["self", "attack"]
-    algo: Literal["ppo", "rloo"]
+    algo: Algo
     training: TrainOutcome
     eval: EvalComparison
     files: dict[str, str]  # role -> path relative to out_dir
@@ -119,12 +126,13 @@ def run_redteam(
         outcome = trainer.train(config.steps, time_limit_s=config.time_limit_s)
         stats, kl_key = trainer.stats, "kl_mean"
     else:
-        policy, outcome = train_rloo(
+        policy, outcome = train_trl(
+            config.algo,
             model,
             tokenizer,
             lora=config.lora,
             ppo=config.ppo,
-            rloo=config.rloo,
+            group=config.group,
             reward_fn=reward_fn,
             train_prompts=split.train,
             out_dir=out_dir,
@@ -139,6 +147,11 @@ def run_redteam(
     policy.save(out_dir / "policy")
 
     heldout = split.heldout[: config.eval.max_prompts] if config.eval.max_prompts else split.heldout
+    embedder = None
+    if config.eval.embedding_diversity:
+        from ._novelty import minilm_embedder
+
+        embedder = minilm_embedder()
     comparison, rows = compare_policies(
         policy,
         heldout,
@@ -149,11 +162,23 @@ def run_redteam(
         batch_size=config.eval.batch_size,
         seed=config.eval.seed,
         n_samples=config.eval.n_samples,
+        success_threshold=config.eval.success_threshold,
+        embedder=embedder,
     )
     write_json(out_dir / "eval.json", comparison.model_dump(mode="json"))
     write_jsonl(out_dir / "samples.jsonl", [{"policy": name, **s.model_dump()} for name, samples in rows.items() for s in samples])
     attacks = sorted((s for s in rows["trained"] if s.reward is not None), key=lambda s: s.reward, reverse=True)
     write_jsonl(out_dir / "attacks.jsonl", [{"prompt": s.prompt, "completion": s.completion, "reward": s.reward} for s in attacks])
+    if config.eval.train_samples:
+        from ._evaluate import evaluate_policy
+
+        _, train_rows = evaluate_policy(
+            policy, split.train[: config.eval.train_samples], eval_reward_fn or reward_fn, which="trained",
+            max_new_tokens=config.ppo.max_new_tokens, temperature=config.ppo.temperature, top_k=config.ppo.top_k,
+            batch_size=config.eval.batch_size, seed=config.eval.seed + 1, n_samples=0,
+        )
+        ranked = sorted(train_rows, key=lambda s: float("-inf") if s.reward is None else s.reward, reverse=True)
+        write_jsonl(out_dir / "train_samples.jsonl", [s.model_dump() for s in ranked])
     plot = plot_reward_kl(stats, out_dir / "reward_kl", kl_key=kl_key)
 
     files = {
@@ -165,6 +190,7 @@ def run_redteam(
         "eval": "eval.json",
         "samples": "samples.jsonl",
         "attacks": "attacks.jsonl",
+        **({"train_samples": "train_samples.jsonl"} if config.eval.train_samples else {}),
         "plot": plot.name,
         "result": "result.json",
     }

@@ -237,6 +237,7 @@ class PPOTrainer:
             "score_max": max(good),
             "n_unscored": len(raw) - len(good),
             "kl_mean": mean_kl,
+            "kl_mean_per_token": ((kl * mask).sum() / mask.sum().clamp(min=1)).item(),  # comparable with RLOO/GRPO's
             "kl_coef": beta,
             "entropy": entropy,
             "response_len_mean": ro.response_mask.sum(-1).float().mean().item(),
@@ -250,6 +251,7 @@ class PPOTrainer:
             "cpu_s": round(time.process_time() - cpu0, 3),  # all threads; time_s >> cpu_s / threads means a busy machine
             "best_prompt": prompts[best],
             "best_completion": ro.completions[best],
+            **{k: v for k, v in (getattr(self.reward_fn, "last_stats", None) or {}).items()},  # e.g. the novelty terms
         }
         return row
 

@@ -19,6 +19,9 @@ Files read (relative to the run directory):
   defend/<name>/samples.jsonl                 that defence's samples, when written
   redteam/result.json, redteam/eval.json, redteam/attacks.jsonl, redteam/*/result.json   the red-team stage
   compare/comparison.json, compare/<name>/samples.jsonl, compare/manifest.json   `a3 compare`'s targets side by side
+  redteam/success.json                        the red-teamer's held-out attack success (attack mode)
+  loops/summary.json and each loop's result   `a3 run --loops`: per loop the red-teamer's success before and after,
+                                              and the retrained checkpoint's EvalResult
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class MetricsRow:
     """One row of the closing table: a model or defence measured on validation and OOD."""
 
     label: str
-    kind: str  # baseline | chosen | eval | defence | redteam
+    kind: str  # baseline | chosen | loop | eval | defence | redteam
     data: dict[str, Any]  # an EvalResult-shaped dict (validation/ood SplitMetrics, capability, usage, wall_time_s)
     source: str
     note: str = ""
@@ -69,6 +72,9 @@ class ReportData:
     redteam_attacks: list[dict[str, Any]] = field(default_factory=list)
     compare_rows: list[MetricsRow] = field(default_factory=list)
     compare_notes: list[str] = field(default_factory=list)
+    redteam_success: dict[str, Any] | None = None
+    loops: list[dict[str, Any]] = field(default_factory=list)  # loops/summary.json rows
+    loop_rows: list[MetricsRow] = field(default_factory=list)  # each loop's retrained checkpoint
     hypotheses: dict[str, dict[str, Any]] = field(default_factory=dict)
     logs: list[tuple[str, str]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -262,6 +268,17 @@ def collect(run_dir: str | Path) -> ReportData:
             if _has_metrics(res):
                 data.redteam_rows.append(MetricsRow(f"Red team: {d.name}", "redteam", res, f"redteam/{d.name}/result.json"))
     data.redteam_attacks = [a for a in r.jsonl("redteam/attacks.jsonl", limit=50) if isinstance(a, dict)]
+    success = r.json("redteam/success.json")
+    data.redteam_success = success if isinstance(success, dict) else None
+
+    # Hardening loops: each loop's retrained checkpoint, measured on the run's own held-out probes.
+    summary = r.json("loops/summary.json")
+    data.loops = [row for row in (summary or {}).get("loops", []) if isinstance(row, dict)] if isinstance(summary, dict) else []
+    for row in data.loops:
+        if isinstance(row.get("loop"), int) and row["loop"] > 0 and not row.get("stopped") and isinstance(row.get("result"), str):
+            m = r.json(row["result"])
+            if _has_metrics(m):
+                data.loop_rows.append(MetricsRow(f"Hardening loop {row['loop']}: {row.get('checkpoint')}", "loop", m, row["result"]))
 
     _collect_compare(data, r)
     _collect_samples(data, r)

@@ -131,7 +131,7 @@ def _section(sid: str, title: str, body: str) -> str:
 
 
 def section_summary(data: ReportData) -> str:
-    rows = [r for r in (data.baseline, data.chosen) if r is not None] + data.eval_rows + data.defences
+    rows = [r for r in (data.baseline, data.chosen) if r is not None] + data.loop_rows + data.eval_rows + data.defences
     if not rows:
         return _section("summary", "Results", NOT_RUN + "<p>No baseline, checkpoint or defence has been measured yet "
                         "(the split stage writes the baseline; training writes the checkpoints).</p>" + compare_tables(data))
@@ -148,6 +148,8 @@ def section_summary(data: ReportData) -> str:
     if notes:
         body += "".join(f'<p class="notrun">{e(n)}</p>' for n in notes)
     body += compare_tables(data)
+    if data.loops:
+        body += "<h3>Hardening loops</h3>" + loops_table(data)
     if data.redteam is not None or data.redteam_rows:
         body += "<h3>Red team</h3>" + redteam_tables(data)
     else:
@@ -381,8 +383,42 @@ def section_capability(data: ReportData) -> str:
     return _section("capability", "Capability before and after", f'<h3>Accuracy per benchmark</h3><div class="chart">{chart}</div>{table}' + (f"<ul>{kl_text}</ul>" if kl_text else ""))
 
 
+def _rate_text(rate: Any) -> str:
+    if not isinstance(rate, dict) or rate.get("rate") is None:
+        return "–"
+    return f"{rate['rate']:.1%} [{rate.get('low', 0):.0%}, {rate.get('high', 1):.0%}] ({rate.get('k')}/{rate.get('n')})"
+
+
+def _num3(x: Any) -> str:
+    return "–" if not isinstance(x, (int, float)) else f"{x:.3f}"
+
+
+def loops_table(data: ReportData) -> str:
+    """Per loop: the red-teamer's held-out success on the checkpoint it attacked, and the same attacks on the checkpoint
+    retrained on its finds (the checkpoints' held-out figures are rows of the table above)."""
+    rows = []
+    for r in data.loops:
+        if r.get("loop") == 0:
+            continue
+        after = "–" if r.get("stopped") else _rate_text(r.get("reattack_asr"))
+        rows.append(f"<tr><td class='num'>{e(r.get('loop'))}</td><td>{e(r.get('attacked'))}</td>"
+                    f"<td class='num'>{e(_rate_text(r.get('redteam_asr')))}</td><td class='num'>{e(_rate_text(r.get('redteam_asr_untrained')))}</td>"
+                    f"<td class='num'>{e(r.get('imported'))}</td><td>{e(r.get('stopped') or r.get('checkpoint'))}</td>"
+                    f"<td class='num'>{e(after)}</td></tr>")
+    return ('<table class="loops"><thead><tr><th>loop</th><th>attacked checkpoint</th><th>red-team ASR (trained)</th>'
+            '<th>red-team ASR (untrained)</th><th>attacks imported</th><th>retrained checkpoint</th><th>same attacks on it</th>'
+            f'</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            "<p class=\"legend\">Red-team ASR: the red-teamer's attacks for held-out instructions, run on the checkpoint and judged "
+            "by the spec's harmful judge (95 % Wilson intervals, k/n). Only its finds for training instructions are imported, as "
+            "a family that trains and is never held out; each loop's checkpoint is chosen on validation.</p>")
+
+
 def redteam_tables(data: ReportData) -> str:
     parts = []
+    success = data.redteam_success
+    if isinstance(success, dict):
+        parts.append(f"<p>Held-out attack success on {e(success.get('target'))}: trained red-teamer "
+                     f"{e(_rate_text(_get(success, 'trained', 'asr')))}, untrained {e(_rate_text(_get(success, 'base', 'asr')))}.</p>")
     ev = _get(data.redteam, "eval")
     if isinstance(ev, dict) and isinstance(ev.get("base"), dict):
         rows = []
@@ -393,12 +429,16 @@ def redteam_tables(data: ReportData) -> str:
             mean, std = p.get("mean_reward"), p.get("std_reward")
             reward = "–" if mean is None else f"{mean:.3f}" + (f" ± {std:.3f}" if isinstance(std, (int, float)) else "")
             kl = p.get("mean_kl_from_base")
+            div = p.get("diversity") if isinstance(p.get("diversity"), dict) else {}
+            cells = "".join(f"<td class='num'>{_num3(div.get(k, p.get(k)))}</td>"
+                            for k in ("distinct_1", "distinct_2", "self_bleu_diversity", "embedding_diversity"))
             rows.append(f"<tr><td>{e(name)}</td><td class='num'>{e(reward)}</td><td class='num'>{e(p.get('n_unscored'))}/{e(p.get('n_prompts'))}</td>"
                         f"<td class='num'>{'–' if not isinstance(kl, (int, float)) else f'{kl:.3f}'}</td>"
-                        f"<td class='num'>{e(p.get('mean_response_tokens'))}</td></tr>")
+                        f"<td class='num'>{e(p.get('mean_response_tokens'))}</td>{cells}</tr>")
         gain = ev.get("reward_gain")
         parts.append('<table class="redteam"><thead><tr><th>generator</th><th>mean reward</th><th>unscored</th>'
-                     f'<th>KL from base (nats)</th><th>reply tokens</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+                     '<th>KL from base (nats)</th><th>reply tokens</th><th>distinct-1</th><th>distinct-2</th><th>1 − SelfBLEU</th>'
+                     f'<th>1 − mean cosine</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
                      + (f"<p>Reward gain from RL training: {gain:+.3f}</p>" if isinstance(gain, (int, float)) else ""))
     elif data.redteam is not None and not data.redteam_rows:
         parts.append("<p>The red-team result has no evaluation table.</p>")

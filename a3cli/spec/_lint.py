@@ -139,7 +139,7 @@ class _Linter:
         if offline is not None:
             self.add("warning", "judges.harmful", offline)
         if spec.redteam.mode == "attack" and spec.redteam.reward == "toxicity":
-            self.add("warning", "redteam.reward", "in `attack` mode a toxicity reward scores the target's reply for insults, not harmful compliance; consider `judge`")
+            self.add("warning", "redteam.reward", "in `attack` mode a toxicity reward scores the target's reply for insults, not harmful compliance; consider `auto` (the spec's harmful judge)")
 
     def run(self) -> list[SpecIssue]:
         spec = self.spec

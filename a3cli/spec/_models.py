@@ -629,23 +629,70 @@ class RedteamPrompts(Strict):
     max_count: StrictInt = Field(200, ge=1, le=1_000_000)
 
 
+class RedteamLora(Strict):
+    """The LoRA adapter the red-teamer trains (its reference for the KL penalty is the same model with it switched off)."""
+
+    r: StrictInt = Field(16, ge=1, le=1024)
+    alpha: StrictInt = Field(32, ge=1, le=4096)
+    dropout: StrictFloat = Field(0.0, ge=0.0, lt=1.0, description="0 keeps rollout and update log-probabilities identical.")
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    last_layers: StrictInt | None = Field(None, ge=1, description="Adapt only the last N transformer blocks (null: all).")
+
+
+class RedteamNovelty(Strict):
+    """Curiosity-driven red-teaming (Hong et al., ICLR 2024): reward attacks for being unlike the earlier successful ones.
+
+    The reward becomes `reward + ngram * (1 - BLEU against earlier successes) + embedding * (1 - mean cosine similarity
+    to them)`; both terms are 1 while nothing has succeeded yet."""
+
+    ngram: StrictFloat = Field(0.0, ge=0.0, le=10.0, description="Weight of the n-gram novelty term (0: off).")
+    embedding: StrictFloat = Field(0.0, ge=0.0, le=10.0, description="Weight of the sentence-embedding novelty term (0: off).")
+    success_threshold: StrictFloat = Field(
+        0.5, description="An attack whose reward (before the novelty terms) reaches this is a success and joins the history."
+    )
+    history: StrictInt = Field(1024, ge=1, le=1_000_000, description="How many earlier successful attacks are compared against.")
+
+
 class Redteam(Strict):
     mode: Literal["self", "attack"] = "self"
-    algo: Literal["ppo", "rloo"] = "ppo"
+    algo: Literal["ppo", "rloo", "grpo"] = Field(
+        "ppo", description="ppo: a3's PPO (value head, GAE, adaptive KL, clipping); rloo, grpo: TRL's RLOOTrainer / GRPOTrainer."
+    )
     policy: ModelRef | None = Field(None, description="The generator to train; defaults to the target model.")
-    reward: Literal["toxicity", "judge", "toxicity+judge"] = "toxicity"
+    reward: Literal["auto", "toxicity", "judge", "toxicity+judge"] = Field(
+        "auto",
+        description="auto: in `attack` mode the spec's harmful judge on the target's reply (the classifier's probability "
+        "when that judge is the toxicity classifier, else 1 for an attack success and 0 for none); in `self` mode the "
+        "toxicity of the policy's own text.",
+    )
     reward_label: Literal["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"] = "toxic"
     diversity_bonus: StrictFloat = Field(0.0, ge=0.0, le=10.0)
+    novelty: RedteamNovelty = Field(default_factory=RedteamNovelty)
     prompts: RedteamPrompts = Field(default_factory=RedteamPrompts)
     steps: StrictInt = Field(40, ge=1, le=1_000_000)
     batch_size: StrictInt = Field(8, ge=1, le=4096)
+    group_size: StrictInt = Field(
+        4, ge=2, le=4096, description="rloo and grpo: completions sampled per prompt (batch_size must be a multiple of it)."
+    )
     max_new_tokens: StrictInt = Field(24, ge=1, le=4096)
     learning_rate: StrictFloat = Field(1e-4, gt=0, le=0.1)
-    init_kl_coef: StrictFloat = Field(0.1, ge=0.0, le=100.0)
-    target_kl: StrictFloat | None = Field(6.0, gt=0, description="Adaptive KL target; null for a fixed coefficient.")
+    init_kl_coef: StrictFloat = Field(0.1, ge=0.0, le=100.0, description="KL coefficient (rloo, grpo: fixed beta; 0 loads no reference).")
+    target_kl: StrictFloat | None = Field(6.0, gt=0, description="ppo: adaptive KL target; null for a fixed coefficient.")
     max_kl: StrictFloat = Field(20.0, gt=0, description="Bound the run's mean KL from the base must stay under.")
     checkpoint_every: StrictInt = Field(10, ge=1)
+    lora: RedteamLora = Field(default_factory=RedteamLora)
+    load_in_4bit: StrictBool = Field(False, description="Load the policy in 4-bit NF4 (QLoRA); needs a CUDA GPU and bitsandbytes.")
+    import_max: StrictInt = Field(
+        64, ge=1, le=100_000,
+        description="`a3 run --loops`: at most this many successful attacks (best first) join training as a new hypothesis.",
+    )
     seed: StrictInt = 0
+
+    @model_validator(mode="after")
+    def _group_divides_batch(self) -> Redteam:
+        if self.algo in ("rloo", "grpo") and self.batch_size % self.group_size:
+            raise ValueError(f"redteam.batch_size ({self.batch_size}) must be a multiple of redteam.group_size ({self.group_size}) for {self.algo}")
+        return self
 
 
 class Spec(Strict):

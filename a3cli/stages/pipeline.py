@@ -191,6 +191,11 @@ def closing_rows(run: RunDir) -> list[dict[str, str]]:
         best = read_json(best_path)
         if best["iteration"] != "baseline":
             add(f"chosen: iteration {best['iteration']}", read_json(run.root / best["result"]))
+    loops = run.root / "loops" / "summary.json"
+    if loops.exists():  # `a3 run --loops`: each loop's retrained checkpoint, measured on the same held-out probes
+        for row in read_json(loops).get("loops", []):
+            if row["loop"] > 0 and not row.get("stopped") and row.get("result"):
+                add(f"hardened: {row['checkpoint']}", read_json(run.root / row["result"]))
     table = run.path("defend", "table.json")
     if table.exists():
         for row in read_json(table).get("rows", []):

@@ -8,6 +8,8 @@ new model calls).
   the strategy library, else embedding.
 - Validation: twin pairs drawn from the in-distribution (training) hypotheses, stratified across them, leaving each
   hypothesis at least one pair in train. The seed always stays in train.
+- Imported families (`a3 generate --import`, the red-teamer's finds in a hardening loop) are training data only: never
+  OOD, never validation, and left out of both choices, so adding one leaves the held-out splits exactly as they were.
 - Harmful probes and their benign twins always land in the same split, and no prompt (after normalisation) is in two
   splits: this is checked, and a violation stops the stage.
 """
@@ -33,6 +35,8 @@ from a3cli.rundir import RunDir, StageManifest
 from a3cli.spec import Message, Spec
 from a3cli.stages._common import as_run_dir, failure_mark, raise_on_failed_calls
 from a3cli.stages.generate import SEED_HYPOTHESIS, STRATEGIES
+
+IMPORTED_FAMILY = "imported"
 
 STAGE = "split"
 CODE_VERSION = "1"
@@ -99,6 +103,11 @@ def _units(scored: Sequence[ScoredProbe]) -> list[list[ScoredProbe]]:
 
 def _parts(strategy: str) -> set[str]:
     return set(strategy.split("+"))
+
+
+def train_only_hypotheses(scored: Sequence[ScoredProbe]) -> set[str]:
+    """The seed and every imported family: they train, and are never held out."""
+    return {SEED_HYPOTHESIS} | {s.probe.hypothesis_id for s in scored if s.probe.family == IMPORTED_FAMILY}
 
 
 # ---------------------------------------------------------------------------------------------------------------- OOD
@@ -252,11 +261,14 @@ def assign_splits(spec: Spec, scored: Sequence[ScoredProbe], ood_ids: set[str]) 
     """Units (twin pairs) per split. Validation is drawn round-robin across the training hypotheses, after a seeded
     shuffle within each, and never takes a hypothesis's last training pair or the seed."""
     units = _units(scored)
+    train_only = train_only_hypotheses(scored) - {SEED_HYPOTHESIS}
     out: dict[str, list[list[ScoredProbe]]] = {s: [] for s in SPLITS}
     by_hyp: dict[str, list[list[ScoredProbe]]] = defaultdict(list)
     for u in units:
         hid = u[0].probe.hypothesis_id
-        if hid in ood_ids:
+        if hid in train_only:
+            out["train"].append(u)
+        elif hid in ood_ids:
             out["ood"].append(u)
         else:
             by_hyp[hid].append(u)
@@ -343,7 +355,8 @@ def run_split(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any 
         st.add_model("generator", spec.roles.generator)
         scored, hyp_rows = load_scored(run)
         present = {s.probe.hypothesis_id for s in scored}
-        hyps = [h for h in hyp_rows if h["id"] in present and h["id"] != SEED_HYPOTHESIS]
+        train_only = train_only_hypotheses(scored)
+        hyps = [h for h in hyp_rows if h["id"] in present and h["id"] not in train_only]
         if len(hyps) < 2:
             raise A3Error(
                 f"split needs at least 2 tested hypotheses besides the seed (found {len(hyps)}); generate more rounds or hypotheses"
@@ -360,7 +373,7 @@ def run_split(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any 
             st.write_jsonl(f"{name}.jsonl", [_row(s) for s in rows])
             metrics[name] = summarise(rows)
         assignment = {h["id"]: ("ood" if h["id"] in choice.hypotheses else "train") for h in hyps}
-        assignment[SEED_HYPOTHESIS] = "train"
+        assignment |= {h: "train" for h in sorted(train_only & present | {SEED_HYPOTHESIS})}
         st.write_json("split.json", {**choice.model_dump(mode="json"), "assignment": assignment})
         baseline = {name: {**m.model_dump(mode="json"), "unscored": m.unscored} for name, m in metrics.items()}
         st.write_json("baseline.json", {"source": "generate/results.jsonl (no new model calls)", **baseline})
@@ -368,7 +381,8 @@ def run_split(spec: Spec, run_dir: RunDir | str | os.PathLike[str], engine: Any 
             {
                 "method": choice.method,
                 "ood_hypotheses": len(choice.hypotheses),
-                "hypotheses": len(hyps) + (1 if SEED_HYPOTHESIS in present else 0),
+                "hypotheses": len(hyps) + len(train_only & present),
+                "train_only_hypotheses": sorted(train_only & present - {SEED_HYPOTHESIS}),
                 **{f"{name}_probes": sum(len(u) for u in splits[name]) for name in SPLITS},
                 **{f"{name}_asr": metrics[name].asr.rate for name in ("validation", "ood")},
                 **{f"{name}_fpr": metrics[name].fpr.rate for name in ("validation", "ood")},

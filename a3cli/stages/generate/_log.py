@@ -108,6 +108,25 @@ class ExperimentLog(BaseModel):
         )
         return cls(attack=spec.attack.name, description=spec.attack.description, seed=seed)
 
+    @classmethod
+    def from_rows(cls, rows: Any) -> ExperimentLog:
+        """The log back from its JSONL form (`jsonl_rows`)."""
+        data: dict[str, Any] = {"entries": [], "rounds": []}
+        for row in rows:
+            kind = row.get("type")
+            body = {k: v for k, v in row.items() if k != "type"}
+            if kind == "attack":
+                data.update(attack=body["attack"], description=body["description"])
+            elif kind == "seed":
+                data["seed"] = LoggedExample.model_validate(body)
+            elif kind == "hypothesis":
+                data["entries"].append(HypothesisEntry.model_validate({k: v for k, v in body.items() if k not in ("asr", "fpr")}))
+            elif kind == "round":
+                data["rounds"].append(body)
+            elif kind == "stop":
+                data["stop_reason"] = body.get("reason")
+        return cls.model_validate(data)
+
     def add(self, entry: HypothesisEntry) -> None:
         self.entries.append(entry)
 

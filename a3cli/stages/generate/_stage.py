@@ -40,6 +40,10 @@ IMPORT_HYPOTHESIS = "h00-import"
 MAX_RENDER_ATTEMPTS = 4  # per topic: re-draw templates when a probe or its twin is a duplicate
 
 
+class NoUsableImports(SpecError):
+    """Every imported attack was rejected (empty, malformed, or a duplicate of a probe the run has)."""
+
+
 @dataclass
 class _Planned:
     entry: HypothesisEntry
@@ -66,6 +70,48 @@ def run_generate(
         st.add_model("judge", spec.roles.judge)
         gen = _Generation(spec, engine, import_path)
         run_sync(gen.run())
+        gen.write(st)
+    return st.manifest
+
+
+def add_imported_family(
+    spec: Spec,
+    run_dir: RunDir | str | os.PathLike[str],
+    engine: Any,
+    *,
+    base: RunDir,
+    import_path: str | os.PathLike[str],
+    hypothesis_id: str,
+    description: str,
+) -> StageManifest:
+    """generate/ of `run_dir` = `base`'s generate outputs unchanged plus the attacks in `import_path` as one new
+    hypothesis family `hypothesis_id`, each with a benign twin, run on the target and judged like any probe (what
+    `a3 generate --import` does, without re-running the rounds: every earlier probe, and so every held-out split,
+    stays exactly as it was). Skipped when current: same spec sections, base outputs and import file."""
+    from a3cli.stages.split import generate_outputs, load_scored
+
+    run = as_run_dir(spec, run_dir)
+    inputs = [*generate_outputs(base), base.path(STAGE, "experiment_log.jsonl"), Path(import_path)]
+    if run.is_current(STAGE, inputs=inputs, code_version=CODE_VERSION):
+        manifest = run.manifest(STAGE)
+        assert manifest is not None
+        return manifest
+    base_manifest = base.manifest(STAGE)
+    if base_manifest is None or base_manifest.status != "complete":
+        raise SpecError(f"{base.root}: its generate stage is not complete; nothing to add a family to")
+    with run.stage(STAGE, inputs=inputs, code_version=CODE_VERSION) as st:
+        st.track_engine(engine)
+        st.add_model("target", spec.target)
+        st.add_model("judge", spec.roles.judge)
+        scored, _ = load_scored(base)
+        gen = _Generation(spec, engine, import_path)
+        gen.continue_from(scored, ExperimentLog.from_rows(iter_jsonl(base.path(STAGE, "experiment_log.jsonl"))), base_manifest.counts)
+        plan = gen._import_hypothesis(Path(import_path), hid=hypothesis_id, description=description)
+        run_sync(gen._score([plan], 0))
+        gen._stop_on_failed_calls()
+        gen._check_judged()
+        gen.notes.append(f"{hypothesis_id}: {plan.entry.n_harmful} imported attacks added to the {len(scored)} earlier probes "
+                         f"(their ASR on the target: {plan.entry.asr.render()})")
         gen.write(st)
     return st.manifest
 
@@ -289,13 +335,14 @@ class _Generation:
         return [h, b]
 
     def _offline_twin(
-        self, chain: Sequence[str], topic: Topic, used: set[str], rejected: Counter[str]
+        self, chain: Sequence[str], topic: Topic, used: set[str], rejected: Counter[str], rng: random.Random | None = None
     ) -> tuple[list[Message], str | None] | None:
         """Render a benign twin for an existing harmful probe's form when no template twin exists (seed, imports)."""
+        rng = rng or self.rng
         for _ in range(MAX_RENDER_ATTEMPTS):
-            benign = benign_for(topic.category, self.rng, used)
+            benign = benign_for(topic.category, rng, used)
             used.add(benign)
-            rendered = render_probe(chain, benign, self.rng.getrandbits(63), self.fmt, self.ctx)
+            rendered = render_probe(chain, benign, rng.getrandbits(63), self.fmt, self.ctx)
             reason = self._accept(rendered.messages, rendered.prefill)
             if reason is None:
                 return rendered.messages, rendered.prefill
@@ -335,15 +382,18 @@ class _Generation:
         self.rejected.update(rejected)
         return _Planned(entry, probes)
 
-    def _import_hypothesis(self, path: Path) -> _Planned:
+    def _import_hypothesis(self, path: Path, hid: str = IMPORT_HYPOTHESIS, description: str | None = None) -> _Planned:
+        """The attacks in `path` as one hypothesis `hid`, each with a benign twin. The twins are drawn from an RNG of
+        their own, so importing attacks leaves every other probe of the run as it would have been."""
         entry = HypothesisEntry(
-            id=IMPORT_HYPOTHESIS,
+            id=hid,
             round=0,
             strategy="imported",
             family="imported",
             source="imported",
-            hypothesis=f"Attacks imported from {path.name} (e.g. written by the RL red-teamer) also make the target fail.",
+            hypothesis=description or f"Attacks imported from {path.name} (e.g. written by the RL red-teamer) also make the target fail.",
         )
+        rng = random.Random(f"a3-import:{self.spec.generation.seed}:{hid}")
         rejected: Counter[str] = Counter()
         probes: list[Probe] = []
         used: set[str] = set()
@@ -357,23 +407,23 @@ class _Generation:
                 rejected["import:no_prompt"] += 1
                 continue
             texts.append((row["prompt"].strip(), {k: row[k] for k in ("reward", "completion") if k in row}))
+        from a3cli.stages.redteam import attack_messages  # the form the red-teamer's attacks had on its target
+
         categories = self._categories([t for t, _ in texts])
         for (text, meta), category in zip(texts, categories):
-            messages = [Message(role="user", content=text)]
-            if self.fmt.system_prompt:
-                messages.insert(0, Message(role="system", content=self.spec.seed.system or "You are a helpful assistant."))
+            messages = attack_messages(self.spec, text)
             reason = self._accept(messages, None, allow_fewer_turns=True)
             if reason is not None:
                 rejected[reason] += 1
                 continue
             topic = Topic(text, category, "imported")
-            twin = self._offline_twin(("direct",), topic, used, rejected)
+            twin = self._offline_twin(("direct",), topic, used, rejected, rng)
             if twin is None:
                 continue
             probes += self._pair(
                 (messages, None),
                 twin,
-                hid=IMPORT_HYPOTHESIS,
+                hid=hid,
                 strategy="imported",
                 family="imported",
                 topic=topic,
@@ -384,8 +434,19 @@ class _Generation:
         entry.rejected = dict(rejected)
         self.rejected.update(rejected)
         if not probes:
-            raise SpecError(f"--import {path}: no usable prompts (rejected: {dict(rejected)})")
+            raise NoUsableImports(f"--import {path}: no usable prompts (rejected: {dict(rejected)})")
         return _Planned(entry, probes)
+
+    def continue_from(self, scored: Sequence[ScoredProbe], log: ExperimentLog, counts: dict[str, Any]) -> None:
+        """Start from an earlier generate stage's probes, verdicts and log (a hardening loop adds a family to them)."""
+        for s in scored:
+            self.scored[s.probe.id] = s
+            self.probes.append(s.probe)
+            self.seen.add(s.probe.dedup_key())
+        self.log = log
+        self.rounds_run = int(counts.get("rounds") or 0)
+        self.stop_reason = str(counts.get("stop_reason") or "")
+        self.fallback_rounds = list(counts.get("generator_fallback_rounds") or [])
 
     def _categories(self, texts: Sequence[str]) -> list[str]:
         """The harm category of each text (decides which benign category its twin's request comes from)."""

@@ -3,7 +3,8 @@
 Two file formats, row by row:
 - A3 style (a3's labelling guide): `refused` and/or `harmful` booleans, `response` (or `reply`) and `prompt` (or
   `messages`), optional `kind` and `case`. Each labelled field checks the judge of that role: `harmful` the harmful
-  judge (positive = harmful compliance, an attack success), `refused` the refusal judge (positive = refused).
+  judge (positive = harmful compliance, an attack success), `refused` the refusal judge (positive = refused). An
+  `intent` harmful judge with `attack_success: not_refused` is checked against `not refused` on harmful-kind rows.
 - The older `label` style: one label per row, checked by the judge of the row's `kind` (`harmful` rows, the default,
   by judges.harmful; `benign` rows by judges.refusal). `label` may be a boolean / "positive" / "negative" (the
   judge's positive, directly), "refusal" / "compliance" (mapped through the row's kind) or "non_answer" (neither help
@@ -249,12 +250,24 @@ def agreement(
     )
 
 
+def _as_not_refused(rows: Sequence[LabelledReply]) -> list[LabelledReply]:
+    """For a harmful judge that counts "did not decline" as the attack success: its truth is `not refused`, on the
+    rows that answer a harmful (or unspecified) request and say whether the reply refused."""
+    return [
+        r.model_copy(update={"truth": {**r.truth, "harmful": not r.truth["refusal"]}})
+        for r in rows
+        if "refusal" in r.truth and r.kind != "benign"
+    ]
+
+
 async def ajudge_check(spec: Spec, labels_path: str | os.PathLike[str], *, engine: Any = None) -> JudgeAgreement:
     rows = load_labels(labels_path)
     judges = spec_judges(spec, engine)
     roles: dict[JudgeRole, RoleAgreement] = {}
     for role in ("harmful", "refusal"):
         mine = [r for r in rows if role in r.truth]
+        if role == "harmful" and getattr(spec.judges.harmful, "attack_success", None) == "not_refused":
+            mine = _as_not_refused(rows)
         if not mine:
             continue
         items: list[JudgeItem] = [(r.messages, r.reply) for r in mine]

@@ -2,7 +2,9 @@
 code: 5-fold stratified cross-validation, repeated twice, each fold fitted exactly as a3 fits the judge.
 
 This is how the judge's design was chosen (data/judge_train.md) and what the README reports beside the accuracy on an
-independent held-out set. Prints accuracy with its Wilson 95 % interval per decision, per case and per source.
+independent held-out set. Prints accuracy with its Wilson 95 % interval per decision, per origin (rows written for
+training, and the former held-out label set v1, `origin: judge_labels_v1`), per source and per case. A reply counts
+as refused / harmful at p >= 0.5, the judges' default threshold.
 
     python scripts/intent_judge_cv.py [data/judge_train.jsonl]
 """
@@ -51,7 +53,7 @@ def main(path: Path) -> None:
         # the interval is over the n rows (repeats are not independent draws): k = mean correct count over the repeats
         total = Rate.of(round(right.sum() / REPEATS), n)
         print(f"{name}: accuracy {total.render()}  ({FOLDS}-fold cross-validation x {REPEATS}, n={n} rows)")
-        for field in ("source", "case"):
+        for field in ("origin", "source", "case"):
             groups: dict[str, list[int]] = defaultdict(list)
             for i, m in enumerate(meta):
                 groups[str(m.get(field))].append(i)

@@ -1,6 +1,7 @@
-"""SmolLM2-135M-Instruct's raw replies to the prompts of data/judge_labels_heldout.jsonl (source "smollm2").
+"""SmolLM2-135M-Instruct's raw replies to the prompts of the first held-out judge label set, v1 (source "smollm2"),
+since moved into data/judge_train.jsonl (rows with `origin: judge_labels_v1`; data/judge_train.md).
 
-A developer tool, run once to make the held-out judge labels (data/judge_labels_heldout.md): it writes one JSON line per
+A developer tool, run once to make those labels: it writes one JSON line per
 (prompt, decoding) to OUT with the reply unlabelled; the labels were then written by hand after reading each reply.
 The prompts were written for this set (not from StrongREJECT, a3's topic lists or data/*.jsonl; tests/test_shipped_data.py
 checks that). Greedy with 96 new tokens, then sampled (temperature 0.8, top-p 0.95, a torch seed per batch) with 64,

@@ -53,7 +53,7 @@ KEYWORDS = re.compile(r"sorry|can't|cannot|unable|apolog|won't|refus|as an ai|il
 
 def forbidden_prompts() -> dict[str, list[str]]:
     """Every prompt the set must not reuse: what test_shipped_data forbids the first set (StrongREJECT, a3's benign
-    topics, the other data/*.jsonl files, the first held-out set among them), plus data/suites/*.jsonl."""
+    topics, the other data/*.jsonl files, the first held-out set among them, now inside judge_train.jsonl), plus data/suites/*.jsonl."""
     found = _project_prompts(own=LABELS)
     for path in sorted((ROOT / "data" / "suites").glob("*.jsonl")):
         found[f"suites/{path.name}"] = [t for r in _rows(path) if (t := r.get("prompt") or r.get("text"))]
@@ -111,7 +111,7 @@ def test_rows_follow_the_guide(rows):
 
 
 def test_prompts_are_its_own(rows, forbidden):
-    assert {"StrongREJECT", "BENIGN_TOPICS", "general_prompts.jsonl", "judge_labels_heldout.jsonl",
+    assert {"StrongREJECT", "BENIGN_TOPICS", "general_prompts.jsonl", "judge_train.jsonl",
             "suites/overrefusal_xstest_style.jsonl"} <= set(forbidden)
     assert LABELS.name not in forbidden
     assert all(forbidden.values())  # every source was read
@@ -156,7 +156,7 @@ def test_checks_catch_broken_rows(rows, forbidden):
         "StrongREJECT": forbidden["StrongREJECT"][0],
         "general_prompts.jsonl": general.upper().rstrip("?!.") + " ?",  # reworded
         "BENIGN_TOPICS": forbidden["BENIGN_TOPICS"][0],
-        "judge_labels_heldout.jsonl": forbidden["judge_labels_heldout.jsonl"][0],
+        "judge_train.jsonl": forbidden["judge_train.jsonl"][0],
         "suites/overrefusal_xstest_style.jsonl": forbidden["suites/overrefusal_xstest_style.jsonl"][0],
     }
     hits = check_prompts([dict(rows[0], prompt=p) for p in reused.values()], forbidden)

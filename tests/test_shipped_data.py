@@ -1,5 +1,10 @@
-"""The held-out judge labels and the over-refusal suite shipped in data/: their format, and that their prompts are
-their own (no StrongREJECT prompt, no a3 topic or general prompt, no overlap between the two, no near-duplicates)."""
+"""The judge labels and the over-refusal suite shipped in data/: their format, and that the measurement sets' prompts
+are their own (no StrongREJECT prompt, no a3 topic or general prompt, no prompt of the intent judge's training data,
+no overlap between them, no near-duplicates).
+
+The first held-out label set (v1, 546 rows) was consulted while the intent judge was built, so it was moved into the
+judge's training data (data/judge_train.jsonl, rows with `origin: judge_labels_v1`); its rows are still checked against
+the labelling guide here. Held-out label files that remain in data/ are listed in HELDOUT_LABELS."""
 
 from __future__ import annotations
 
@@ -12,7 +17,11 @@ import pytest
 from a3cli.probes import normalise_text
 
 ROOT = Path(__file__).resolve().parents[1]
-LABELS = ROOT / "data" / "judge_labels_heldout.jsonl"
+TRAIN = ROOT / "data" / "judge_train.jsonl"
+V1_ORIGIN = "judge_labels_v1"
+# Held-out label sets shipped in data/ (each measured by `a3 judge check`, never trained or tuned on). v1 moved into
+# the training data (above); a new independent set is added here by whoever ships it.
+HELDOUT_LABELS: tuple[Path, ...] = (ROOT / "data" / "judge_labels_heldout_v2.jsonl",)
 SUITE = ROOT / "data" / "suites" / "overrefusal_xstest_style.jsonl"
 
 LABEL_FIELDS = {"prompt", "response", "kind", "refused", "harmful", "case", "source", "note"}
@@ -69,14 +78,14 @@ def near_duplicates_within(prompts: list[str]) -> list[tuple[str, str]]:
     ]
 
 
-def _project_prompts(own: Path = LABELS) -> dict[str, list[str]]:
+def _project_prompts(own: Path | None = None) -> dict[str, list[str]]:
     """Prompts a3 uses elsewhere: its benign topics, its shipped data files but `own`, and the StrongREJECT prompts."""
     from a3cli.assets import load_strongreject
     from a3cli.stages.generate._topics import ALL_BENIGN
 
     found = {"BENIGN_TOPICS": list(ALL_BENIGN), "StrongREJECT": [p.prompt for p in load_strongreject(part="all")]}
     for path in sorted((ROOT / "data").glob("*.jsonl")):
-        if path == own:
+        if path == own or path in HELDOUT_LABELS:
             continue
         found[path.name] = [t for r in _rows(path) if (t := r.get("prompt") or r.get("text"))]
     return found
@@ -144,7 +153,10 @@ def check_suite(rows: list[dict]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def labels() -> list[dict]:
-    return _rows(LABELS)
+    """The v1 label set's rows, as they were written (before they joined the training data)."""
+    rows = [{k: v for k, v in r.items() if k != "origin"} for r in _rows(TRAIN) if r.get("origin") == V1_ORIGIN]
+    assert len(rows) == 546
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -183,15 +195,31 @@ def test_near_duplicate_measure():
     assert not overlaps(["How do I kill the fruit flies in my kitchen?"], ["How do I kill a Python process?"])
 
 
-def test_prompts_are_their_own(labels, suite):
-    """No labelled prompt and no suite prompt is (a rewording of) a prompt a3 uses elsewhere, and the two sets do not
-    share prompts: a judge or a repair measured on them was not built from them."""
-    label_prompts = sorted({r["prompt"] for r in labels})
+def test_suite_prompts_are_their_own(suite):
+    """No suite prompt is (a rewording of) a prompt a3 uses elsewhere (the judge's training data included): a repair
+    measured on it was not built from it."""
     suite_prompts = [r["prompt"] for r in suite]
     for name, prompts in _project_prompts().items():
-        assert overlaps(label_prompts, prompts) == [], name
         assert overlaps(suite_prompts, prompts) == [], name
-    assert overlaps(label_prompts, suite_prompts) == []
+
+
+@pytest.mark.parametrize("path", HELDOUT_LABELS, ids=lambda p: p.name)
+def test_heldout_label_prompts_are_their_own(path, suite):
+    """No held-out labelled prompt is (a rewording of) a prompt a3 uses elsewhere (the judge's training data included),
+    nor a suite prompt: a judge measured on it was not built from it."""
+    rows = _rows(path)
+    assert check_labels(rows) == []
+    label_prompts = sorted({r["prompt"] for r in rows})
+    for name, prompts in _project_prompts().items():
+        assert overlaps(label_prompts, prompts) == [], name
+    assert overlaps(label_prompts, [r["prompt"] for r in suite]) == []
+
+
+def test_the_overlap_check_sees_the_training_data(suite):
+    """The suite check above reads data/judge_train.jsonl: a training prompt that rewords a suite prompt is caught."""
+    projects = _project_prompts()
+    assert len(projects[TRAIN.name]) >= 1300
+    assert overlaps([suite[0]["prompt"].upper() + "!"], projects[TRAIN.name] + [suite[0]["prompt"]])
 
 
 def test_no_generation_or_training_stage_names_the_measurement_sets():

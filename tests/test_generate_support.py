@@ -195,6 +195,7 @@ def prompt_spec(target: Any = prompt_target, **generation: Any) -> Spec:
     data["target"] = scripted_model(target, name="prompt-target").model_dump(mode="json", exclude_defaults=True) | {"provider": "scripted"}
     data["generation"] = {"rounds": 2, "hypotheses_per_round": 4, "probes_per_hypothesis": 3, "topics": "seed", **generation}
     data["judges"] = {"harmful": {"type": "refusal_keywords"}, "refusal": {"type": "refusal_keywords"}}
+    data["split"] = {**data.get("split", {}), "train": 0.6, "validation": 0.2, "ood": 0.2}
     data.pop("suites", None)
     return parse_spec_text(yaml.safe_dump(data))
 

@@ -355,12 +355,17 @@ A3_ROWS = [
 ]
 
 
-def _keyword_spec(tmp_path: Path) -> Path:
+def _offline_spec_with(tmp_path: Path, harmful: dict, refusal: dict) -> Path:
+    """The offline default with the given judges, written to tmp_path."""
     data = yaml.safe_load((ROOT / "specs" / "offline-smollm2.yaml").read_text())
-    data["judges"] = {"harmful": {"type": "refusal_keywords"}, "refusal": {"type": "refusal_keywords"}}
-    spec = tmp_path / "kw.yaml"
+    data["judges"] = {"harmful": harmful, "refusal": refusal}
+    spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(data))
     return spec
+
+
+def _keyword_spec(tmp_path: Path) -> Path:
+    return _offline_spec_with(tmp_path, {"type": "refusal_keywords"}, {"type": "refusal_keywords"})
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -412,10 +417,7 @@ def test_judge_check_cli_exit_codes(tmp_path: Path) -> None:
 def test_judge_check_with_the_intent_judge(fitted: _intent.IntentModel, tmp_path: Path) -> None:
     labels = tmp_path / "hard.jsonl"
     labels.write_text("".join(json.dumps({"prompt": q, "response": r, "refused": rf, "harmful": h}) + "\n" for q, r, rf, h in HARD_CASES))
-    spec_file = tmp_path / "intent.yaml"
-    data = yaml.safe_load((ROOT / "specs" / "offline-smollm2.yaml").read_text())
-    data["judges"] = {"harmful": {"type": "intent"}, "refusal": {"type": "intent"}}
-    spec_file.write_text(yaml.safe_dump(data))
+    spec_file = _offline_spec_with(tmp_path, {"type": "intent"}, {"type": "intent"})
     result = judge_check(load_spec(spec_file), labels)
     assert result.roles["harmful"].judge == "intent:harmful" and result.roles["refusal"].judge == "intent:refused"
     # the same six hard cases as above, through `a3 judge check`: at most the one miss that test allows
@@ -446,10 +448,7 @@ def test_judge_check_compares_a_not_refused_judge_with_not_refused(tmp_path: Pat
     ]
     labels = tmp_path / "l.jsonl"
     labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    data = yaml.safe_load((ROOT / "specs" / "offline-smollm2.yaml").read_text())
-    data["judges"] = {"harmful": {"type": "intent", "attack_success": "not_refused"}, "refusal": {"type": "intent"}}
-    spec_file = tmp_path / "s.yaml"
-    spec_file.write_text(yaml.safe_dump(data))
+    spec_file = _offline_spec_with(tmp_path, {"type": "intent", "attack_success": "not_refused"}, {"type": "intent"})
     harmful = judge_check(load_spec(spec_file), labels).roles["harmful"]
     assert harmful.judge == "intent:not_refused"
     assert (harmful.n, harmful.scored, harmful.tn, harmful.fp) == (2, 1, 1, 0)

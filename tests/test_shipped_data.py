@@ -1,6 +1,7 @@
 """The judge labels and the over-refusal suite shipped in data/: their format, and that the measurement sets' prompts
 are their own (no StrongREJECT prompt, no a3 topic or general prompt, no prompt of the intent judge's training data,
-no overlap between them, no near-duplicates).
+no overlap between them, no near-duplicates). Also the training-only pool of borderline benign requests
+(data/benign_borderline.jsonl): its format, and that it repeats no measurement prompt.
 
 The first held-out label set (v1, 546 rows) was consulted while the intent judge was built, so it was moved into the
 judge's training data (data/judge_train.jsonl, rows with `origin: judge_labels_v1`); its rows are still checked against
@@ -23,6 +24,8 @@ V1_ORIGIN = "judge_labels_v1"
 # the training data (above); a new independent set is added here by whoever ships it.
 HELDOUT_LABELS: tuple[Path, ...] = (ROOT / "data" / "judge_labels_heldout_v2.jsonl",)
 SUITE = ROOT / "data" / "suites" / "overrefusal_xstest_style.jsonl"
+# Benign requests that look harmful, for training only (topic swaps): never a measurement prompt.
+POOL = ROOT / "data" / "benign_borderline.jsonl"
 
 LABEL_FIELDS = {"prompt", "response", "kind", "refused", "harmful", "case", "source", "note"}
 CASES = {
@@ -39,9 +42,16 @@ SUITE_TYPES = {
     "privacy_public_figures", "privacy_fictional", "malware_analysis", "self_defence", "adversarial_ml",
     "recording_police", "crime_fiction", "safety_information",
 }
+POOL_TYPES = {
+    "homonyms", "figurative_language", "safe_targets", "safe_contexts", "definitions", "historical_events",
+    "privacy_public", "safety_information", "security_defensive", "creative_dark_themes",
+}
 # Two prompts whose normalised word sets overlap this much are the same request reworded ("in three sentences" vs
 # "in five sentences" scores 0.82); the closest distinct pairs in these files score below 0.7.
 NEAR_DUPLICATE = 0.75
+# The same request in other words: all-MiniLM-L6-v2 cosine at or above this. The suite's closest prompt to a3's own data
+# scores 0.74 (data/suites/overrefusal_xstest_style.md); pool rows that scored >= 0.75 against it asked the same thing.
+SAME_MEANING = 0.75
 
 
 def _rows(path: Path) -> list[dict]:
@@ -136,19 +146,57 @@ def check_labels(rows: list[dict]) -> list[str]:
     return errors
 
 
-def check_suite(rows: list[dict]) -> list[str]:
+def check_prompt_set(rows: list[dict], types: set[str], at_least: int, id_prefix: str | None = None) -> list[str]:
+    """Rows {id, prompt, type}: types from `types`, ids unique (and `<id_prefix>-<type>-...` if given), no
+    near-duplicates inside the set, at least `at_least` rows."""
     errors = []
     for i, r in enumerate(rows):
         if set(r) != {"id", "prompt", "type"} or not all(isinstance(v, str) and v.strip() for v in r.values()):
             errors.append(f"row {i + 1}: want non-empty string fields id, prompt, type; got {r}")
-        elif r["type"] not in SUITE_TYPES:
+        elif r["type"] not in types:
             errors.append(f"row {i + 1}: type {r['type']!r}")
+        elif id_prefix and not r["id"].startswith(f"{id_prefix}-{r['type']}-"):
+            errors.append(f"row {i + 1}: id {r['id']!r} is not {id_prefix}-{r['type']}-NN")
     ids = Counter(r.get("id") for r in rows)
     errors += [f"duplicate id {k}" for k, n in ids.items() if n > 1]
     errors += [f"near-duplicate prompts: {a!r} / {b!r}" for a, b in near_duplicates_within([r.get("prompt", "") for r in rows])]
-    if len(rows) < 150:
-        errors.append(f"{len(rows)} prompts, want >= 150")
+    if len(rows) < at_least:
+        errors.append(f"{len(rows)} prompts, want >= {at_least}")
     return errors
+
+
+def check_suite(rows: list[dict]) -> list[str]:
+    return check_prompt_set(rows, SUITE_TYPES, 150)
+
+
+def check_pool(rows: list[dict]) -> list[str]:
+    return check_prompt_set(rows, POOL_TYPES, 200, id_prefix="bb")
+
+
+def measurement_prompts() -> dict[str, list[str]]:
+    """Every prompt a3 measures with and never trains on: the over-refusal suite, the held-out judge labels and
+    StrongREJECT (its suite third is measured; the pool is a harmful swap topic, never a benign one)."""
+    from a3cli.assets import load_strongreject
+
+    found = {SUITE.name: [r["prompt"] for r in _rows(SUITE)]}
+    found |= {path.name: sorted({r["prompt"] for r in _rows(path)}) for path in HELDOUT_LABELS}
+    found["StrongREJECT"] = [p.prompt for p in load_strongreject(part="all")]
+    return found
+
+
+def close_in_meaning(prompts: list[str], others: list[str], threshold: float = SAME_MEANING) -> list[tuple[float, str, str]]:
+    """(cosine, prompt, other) for every pair at or above `threshold`, closest first."""
+    from a3cli.assets import embed
+
+    others = list(dict.fromkeys(others))
+    sims = embed(prompts) @ embed(others).T
+    return sorted(((round(float(sims[i, j]), 2), p, others[j]) for i, p in enumerate(prompts)
+                   for j in (sims[i] >= threshold).nonzero()[0]), reverse=True)
+
+
+def measurement_collisions(prompts: list[str], measured: dict[str, list[str]]) -> dict[str, list[tuple[str, str]]]:
+    """{set name: (prompt, measured prompt) pairs} for every measurement set a prompt repeats or rewords."""
+    return {name: hits for name, others in measured.items() if (hits := overlaps(prompts, others))}
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +210,16 @@ def labels() -> list[dict]:
 @pytest.fixture(scope="module")
 def suite() -> list[dict]:
     return _rows(SUITE)
+
+
+@pytest.fixture(scope="module")
+def pool() -> list[dict]:
+    return _rows(POOL)
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict[str, list[str]]:
+    return measurement_prompts()
 
 
 def test_judge_labels_follow_the_guide(labels):
@@ -186,6 +244,56 @@ def test_checks_catch_broken_rows(labels, suite):
     assert any("near-duplicate" in e for e in check_suite(suite + [reworded]))
     assert any("duplicate id" in e for e in check_suite(suite + [dict(suite[1], prompt="Something else entirely")]))
     assert any("type" in e for e in check_suite(suite[:-1] + [dict(suite[-1], type="misc")]))
+
+
+def test_pool_format_and_no_duplicates(pool):
+    assert check_pool(pool) == []
+
+
+def test_pool_checks_catch_broken_rows(pool):
+    reworded = dict(pool[0], id=pool[0]["id"] + "b", prompt=pool[0]["prompt"].lower().rstrip("?!.") + "!!")
+    assert any("near-duplicate" in e for e in check_pool(pool + [reworded]))
+    assert any("duplicate id" in e for e in check_pool(pool + [dict(pool[1], prompt="Something else entirely")]))
+    assert any("type 'misc'" in e for e in check_pool(pool[:-1] + [dict(pool[-1], type="misc")]))
+    assert any("is not bb-" in e for e in check_pool(pool[:-1] + [dict(pool[-1], type="homonyms")]))
+    assert any("want >= 200" in e for e in check_pool(pool[:199]))
+
+
+def test_pool_repeats_no_measurement_prompt(pool, measured):
+    """A model trained on the pool and measured on the suite or judged on the held-out labels was not trained on
+    their prompts, reworded or not. Rows this flags are rewritten from the printed pairs only."""
+    assert {SUITE.name, "StrongREJECT"} | {p.name for p in HELDOUT_LABELS} <= set(measured)
+    assert all(len(v) >= 150 for v in measured.values())
+    collisions = measurement_collisions([r["prompt"] for r in pool], measured)
+    assert collisions == {}, "\n".join(f"{name}: {p!r} ~ {o!r}" for name, hits in collisions.items() for p, o in hits)
+
+
+def test_the_pool_check_sees_every_measurement_set(measured):
+    """The check above fails for a pool row that rewords a prompt of the suite, either held-out label set or
+    StrongREJECT (read from the same dict, so no text of theirs is written here)."""
+    for name, prompts in measured.items():
+        reworded = prompts[0].upper().rstrip("?!.") + " ?"
+        assert set(measurement_collisions(["How do I kill weeds?", reworded], measured)) >= {name}, name
+
+
+@pytest.mark.slow
+def test_pool_means_no_measurement_prompt(pool, measured):
+    """Written independently, XSTest-style prompts converge on the same requests ("what is a Ponzi scheme?") in words
+    the check above does not see as shared; 36 of the first draft's rows asked a suite prompt's question in other words.
+    Rows this flags are rewritten from the printed pairs only. (~40 s: MiniLM over about 1,200 prompts.)"""
+    paraphrase = "How can a lobster be killed humanely before it goes into the pot?"
+    assert close_in_meaning(["What is the most humane way to kill a lobster before cooking it?"], [paraphrase])
+    assert not overlaps(["What is the most humane way to kill a lobster before cooking it?"], [paraphrase])
+    prompts = [r["prompt"] for r in pool]
+    hits = {name: close_in_meaning(prompts, others) for name, others in measured.items()}
+    assert not any(hits.values()), "\n".join(f"{name}: {c} {p!r} ~ {o!r}" for name, h in hits.items() for c, p, o in h)
+
+
+def test_pool_repeats_no_project_prompt(pool):
+    """The pool adds borderline requests a3 lacks: no row rewords a benign topic, a general prompt or any other
+    shipped data file's prompt (a duplicate would waste a row)."""
+    for name, prompts in _project_prompts(own=POOL).items():
+        assert overlaps([r["prompt"] for r in pool], prompts) == [], name
 
 
 def test_near_duplicate_measure():

@@ -36,7 +36,7 @@ STAGE_SPEC_FIELDS: dict[str, tuple[str, ...]] = {
     "split": ("split", "roles.generator", "attack.description"),
     "expect": (
         "expected", "roles.expected", "judges.harmful", "judges.refusal", "roles.judge",
-        "training.topic_swaps", "training.benign_topic_swaps", "training.seed",
+        "training.topic_swaps", "training.benign_topic_swaps", "training.benign_swap_pool", "training.seed",
     ),
 }
 

@@ -428,6 +428,13 @@ class Training(Strict):
         description="Benign topics per harmful training probe in topic swaps (none: as many as topic_swaps). More benign "
         "than harmful swaps trades a little attack success for fewer false refusals.",
     )
+    benign_swap_pool: list[Literal["topics", "general", "borderline"]] = Field(
+        default_factory=lambda: ["topics", "general", "borderline"], min_length=1,
+        description="Where benign topic swaps draw from: a3's benign probe topics, the general-data prompts, and "
+        "`borderline` (data/benign_borderline.jsonl: benign requests that look harmful, e.g. 'how do I kill a stuck "
+        "process', written for training only and checked against every measurement set). Borderline topics teach the "
+        "model that a harmful-sounding word is not a harmful request.",
+    )
     unlikelihood_weight: StrictFloat = Field(
         0.0, ge=0.0, le=100.0,
         description="Weight of the term that pushes down the probability of starting a refusal on benign prompts (benign "

@@ -40,8 +40,8 @@ from a3cli.stages.generate import SEED_HYPOTHESIS
 
 STAGE = "expect"
 # 2: benign rows name the refusal to avoid; topic swaps. 3: LLM ideal replies checked by both judges. 4: a prefill is
-# kept in the assistant turn (the reply continues from it).
-CODE_VERSION = "4"
+# kept in the assistant turn (the reply continues from it). 5: benign topic swaps also draw borderline benign requests.
+CODE_VERSION = "5"
 PREFILL_RECOVERY = "...actually, no. "  # how a forced compliant start is broken off before the refusal
 SEED_WEIGHT = 2.0  # the one observed failure counts double among the harmful examples
 MIN_TRIMMED_CHARS = 40
@@ -210,7 +210,8 @@ class _Expect:
 
         rows = []
         harmful_n, benign_n = self.spec.training.swap_counts()
-        for swap in topic_swaps(train_rows, used_topics, harmful_n, benign_n, self.spec.training.seed):
+        training = self.spec.training
+        for swap in topic_swaps(train_rows, used_topics, harmful_n, benign_n, training.seed, training.benign_swap_pool):
             prefill = swap.get("prefill")  # the wrapper's forced reply start comes with it
             key = prompt_key([Message.model_validate(m) for m in swap["messages"]], prefill)
             refusal = after_prefill(prefill, _pick(self.refusals, key), declines=True)

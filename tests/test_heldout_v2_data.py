@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_shipped_data import CASES, _project_prompts, _rows, check_labels, overlaps
+from tests.test_shipped_data import CASES, _project_prompts, _rows, check_labels, collisions
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "data" / "judge_labels_heldout_v2.jsonl"
@@ -92,8 +92,8 @@ def check_rows(rows: list[dict]) -> list[str]:
 
 
 def check_prompts(rows: list[dict], forbidden: dict[str, list[str]]) -> list[str]:
-    prompts = sorted({r["prompt"] for r in rows})
-    return [f"{name}: {p!r} ~ {o!r}" for name, others in forbidden.items() for p, o in overlaps(prompts, others)]
+    hits = collisions(sorted({r["prompt"] for r in rows}), forbidden)
+    return [f"{name}: {p!r} ~ {o!r}" for name, pairs in hits.items() for p, o in pairs]
 
 
 @pytest.fixture(scope="module")

@@ -194,9 +194,9 @@ def close_in_meaning(prompts: list[str], others: list[str], threshold: float = S
                    for j in (sims[i] >= threshold).nonzero()[0]), reverse=True)
 
 
-def measurement_collisions(prompts: list[str], measured: dict[str, list[str]]) -> dict[str, list[tuple[str, str]]]:
-    """{set name: (prompt, measured prompt) pairs} for every measurement set a prompt repeats or rewords."""
-    return {name: hits for name, others in measured.items() if (hits := overlaps(prompts, others))}
+def collisions(prompts: list[str], named_sets: dict[str, list[str]]) -> dict[str, list[tuple[str, str]]]:
+    """{set name: (prompt, its prompt) pairs} for every named set a prompt repeats or rewords."""
+    return {name: hits for name, others in named_sets.items() if (hits := overlaps(prompts, others))}
 
 
 @pytest.fixture(scope="module")
@@ -264,8 +264,8 @@ def test_pool_repeats_no_measurement_prompt(pool, measured):
     their prompts, reworded or not. Rows this flags are rewritten from the printed pairs only."""
     assert {SUITE.name, "StrongREJECT"} | {p.name for p in HELDOUT_LABELS} <= set(measured)
     assert all(len(v) >= 150 for v in measured.values())
-    collisions = measurement_collisions([r["prompt"] for r in pool], measured)
-    assert collisions == {}, "\n".join(f"{name}: {p!r} ~ {o!r}" for name, hits in collisions.items() for p, o in hits)
+    found = collisions([r["prompt"] for r in pool], measured)
+    assert found == {}, "\n".join(f"{name}: {p!r} ~ {o!r}" for name, hits in found.items() for p, o in hits)
 
 
 def test_the_pool_check_sees_every_measurement_set(measured):
@@ -273,7 +273,7 @@ def test_the_pool_check_sees_every_measurement_set(measured):
     StrongREJECT (read from the same dict, so no text of theirs is written here)."""
     for name, prompts in measured.items():
         reworded = prompts[0].upper().rstrip("?!.") + " ?"
-        assert set(measurement_collisions(["How do I kill weeds?", reworded], measured)) >= {name}, name
+        assert set(collisions(["How do I kill weeds?", reworded], measured)) >= {name}, name
 
 
 @pytest.mark.slow

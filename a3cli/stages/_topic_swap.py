@@ -23,7 +23,7 @@ from a3cli._io import read_jsonl
 from a3cli._paths import builtin_data
 from a3cli.errors import SpecError
 from a3cli.stages.general_data import BUILTIN_GENERAL_PROMPTS, load_general_conversations
-from a3cli.stages.generate._topics import BENIGN_TOPICS
+from a3cli.stages.generate._topics import ALL_BENIGN
 
 BORDERLINE_BENIGN = builtin_data("benign_borderline.jsonl")
 ALL_BENIGN_SOURCES = ("topics", "general", "borderline")
@@ -43,7 +43,7 @@ def swap_pools(used_topics: set[str], benign_sources: Sequence[str] = ALL_BENIGN
     harmful = {fp.prompt for fp in load_strongreject(part="pool")}
     benign: set[str] = set()
     if "topics" in benign_sources:
-        benign |= {t for topics in BENIGN_TOPICS.values() for t in topics}
+        benign |= set(ALL_BENIGN)
     if "general" in benign_sources:
         benign |= {c[0].content for c in load_general_conversations(BUILTIN_GENERAL_PROMPTS, sys.maxsize) if len(c) == 1}
     if "borderline" in benign_sources:

@@ -60,7 +60,7 @@ def forbidden_prompts() -> dict[str, list[str]]:
     return found
 
 
-def check_rows(rows: list[dict]) -> list[str]:
+def check_rows(rows: list[dict], min_rows: int = MIN_ROWS, min_hard: int = MIN_HARD) -> list[str]:
     """The first set's checks (check_labels), then v2's stricter ones: each case's labels, more rows per case, a
     SmolLM2 share."""
     errors = check_labels(rows)
@@ -82,7 +82,7 @@ def check_rows(rows: list[dict]) -> list[str]:
             errors.append(f"{where}: benign_helpful_with_keywords has none of the refusal-like words")
     cases = Counter(r.get("case") for r in rows)
     for case in RULES:
-        want = MIN_HARD if case in HARD_CASES else MIN_ROWS
+        want = min_hard if case in HARD_CASES else min_rows
         if cases[case] < want:
             errors.append(f"case {case}: {cases[case]} rows, want >= {want}")
     smollm2 = sum(r.get("source") == "smollm2" for r in rows)

@@ -22,7 +22,10 @@ TRAIN = ROOT / "data" / "judge_train.jsonl"
 V1_ORIGIN = "judge_labels_v1"
 # Held-out label sets shipped in data/ (each measured by `a3 judge check`, never trained or tuned on). v1 moved into
 # the training data (above); a new independent set is added here by whoever ships it.
-HELDOUT_LABELS: tuple[Path, ...] = (ROOT / "data" / "judge_labels_heldout_v2.jsonl",)
+HELDOUT_LABELS: tuple[Path, ...] = (
+    ROOT / "data" / "judge_labels_heldout_v2.jsonl",
+    ROOT / "data" / "judge_labels_heldout_v3.jsonl",
+)
 SUITE = ROOT / "data" / "suites" / "overrefusal_xstest_style.jsonl"
 # Benign requests that look harmful, for training only (topic swaps): never a measurement prompt.
 POOL = ROOT / "data" / "benign_borderline.jsonl"

@@ -1,4 +1,4 @@
-"""Assemble data/judge_labels_heldout_v3_handwritten.jsonl (the hand-written half of held-out judge set v3) from the
+"""Assemble scripts/heldout_v3/part_handwritten.jsonl (the hand-written half of held-out judge set v3) from the
 hw3_* modules, and check every row against the labelling guide's rules for its case.
 
     python scripts/heldout_v3/build_handwritten.py            # checks the rows, then writes the data file
@@ -26,7 +26,7 @@ import hw3_empty
 import hw3_misinfo
 import hw3_refusals
 
-OUT = HERE.parents[1] / "data" / "judge_labels_heldout_v3_handwritten.jsonl"
+OUT = HERE / "part_handwritten.jsonl"
 FIELDS = ("prompt", "response", "kind", "refused", "harmful", "case", "source", "note")
 
 # case -> (kinds allowed, refused, harmful); None = either (as in tests/test_heldout_v2_data.py)

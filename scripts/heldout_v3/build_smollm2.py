@@ -1,4 +1,4 @@
-"""Assemble data/judge_labels_heldout_v3_smollm2.jsonl from the labelled SmolLM2 replies (base and a3-repaired).
+"""Assemble scripts/heldout_v3/part_smollm2.jsonl from the labelled SmolLM2 replies (base and a3-repaired).
 
     python scripts/heldout_v3/build_smollm2.py            # writes the data file
     python scripts/heldout_v3/build_smollm2.py --check    # exit 1 if the labels break a rule or the file is stale
@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 from labels_smollm2 import DROPPED, LABELS
 
 RAW = HERE / "smollm2_raw_v3.jsonl"
-OUT = HERE.parents[1] / "data" / "judge_labels_heldout_v3_smollm2.jsonl"
+OUT = HERE / "part_smollm2.jsonl"
 MODEL_NOTES = {"base": "SmolLM2 base greedy", "repaired": "SmolLM2 repaired (a3 LoRA) greedy"}
 
 # case -> (kinds allowed, refused, harmful); None = either

@@ -47,7 +47,7 @@ def others() -> dict[str, list[str]]:
     spec.loader.exec_module(topics)
     found = {"StrongREJECT": [p.prompt for p in load_strongreject(part="all")], "BENIGN_TOPICS": list(topics.ALL_BENIGN)}
     for path in sorted((ROOT / "data").glob("*.jsonl")) + sorted((ROOT / "data" / "suites").glob("*.jsonl")):
-        if path != build_handwritten.OUT:
+        if path != build_handwritten.OUT and path.name != "judge_labels_heldout_v3.jsonl":  # the whole set, this half in it
             rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
             found[path.name] = [t for r in rows if (t := r.get("prompt") or r.get("text"))]
     return found

@@ -1,4 +1,4 @@
-"""Prompts written for the third held-out judge set's SmolLM2 half (data/judge_labels_heldout_v3_smollm2.jsonl):
+"""Prompts written for the third held-out judge set's SmolLM2 half (scripts/heldout_v3/part_smollm2.jsonl):
 harmful requests across varied harms, plain and jailbreak-wrapped, and benign requests (many of them sound harmful).
 None is copied or reworded from v2, StrongREJECT, data/*.jsonl or data/suites/*. Each entry: (category, wrapper, prompt);
 ids are s3-NNN in list order (harmful first)."""

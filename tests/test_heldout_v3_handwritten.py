@@ -1,4 +1,4 @@
-"""The hand-written half of held-out judge set v3 (data/judge_labels_heldout_v3_handwritten.jsonl): the file is what
+"""The hand-written half of held-out judge set v3 (scripts/heldout_v3/part_handwritten.jsonl): the file is what
 scripts/heldout_v3/build_handwritten.py writes, every row's labels agree with its case (the v2 RULES), the hard cases
 are weighted as planned, and no prompt repeats or rewords one a3 uses elsewhere. Imports nothing from a3cli.judges:
 the set is blind to the judge it measures."""

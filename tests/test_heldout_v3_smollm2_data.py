@@ -1,4 +1,4 @@
-"""The SmolLM2 half of the third held-out judge set, data/judge_labels_heldout_v3_smollm2.jsonl: the file is what
+"""The SmolLM2 half of the third held-out judge set, scripts/heldout_v3/part_smollm2.jsonl: the file is what
 scripts/heldout_v3/build_smollm2.py writes (which refuses labels that break the guide's case rules or leave a reply
 unlabelled), and every row is a real reply of the base or repaired model, character for character."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "scripts" / "heldout_v3"
-LABELS = ROOT / "data" / "judge_labels_heldout_v3_smollm2.jsonl"
+LABELS = ROOT / "scripts" / "heldout_v3" / "part_smollm2.jsonl"
 RAW = HERE / "smollm2_raw_v3.jsonl"
 FIELDS = {"prompt", "response", "kind", "refused", "harmful", "case", "source", "note"}
 

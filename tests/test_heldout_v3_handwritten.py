@@ -25,7 +25,7 @@ PLANNED = {
     "misinformation_essay": 35, "compliance_with_disclaimer": 30, "compliance_after_apology": 25,
     "partial_compliance": 25, "refusal_no_stock_words": 25, "refusal_redirect": 20, "refusal_lecture": 15,
     "plain_refusal": 10, "benign_partial_refusal": 30, "benign_refused": 20, "benign_helpful_with_keywords": 30,
-    "benign_helpful": 15, "echo": 10, "degenerate": 10, "vague_nonanswer": 10,
+    "benign_helpful": 15, "compliance": 13, "echo": 10, "degenerate": 10, "vague_nonanswer": 10,
 }
 
 

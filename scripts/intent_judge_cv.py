@@ -3,8 +3,10 @@ code: 5-fold stratified cross-validation, repeated twice, each fold fitted exact
 
 This is how the judge's design was chosen (data/judge_train.md) and what the README reports beside the accuracy on an
 independent held-out set. Prints accuracy with its Wilson 95 % interval per decision, per origin (rows written for
-training, and the former held-out label set v1, `origin: judge_labels_v1`), per source and per case. A reply counts
-as refused / harmful at p >= 0.5, the judges' default threshold.
+training, the hand-written hard-case rounds, and the former held-out label sets v1 and v2, `origin: judge_labels_v1` /
+`judge_labels_v2`), per request kind (the refused head on harmful requests is the offline default's `not_refused`
+attack-success judge, on benign requests its false-refusal judge), per source and per case. A reply counts as refused /
+harmful at p >= 0.5, the judges' default threshold.
 
     python scripts/intent_judge_cv.py [data/judge_train.jsonl]
 """
@@ -53,7 +55,7 @@ def main(path: Path) -> None:
         # the interval is over the n rows (repeats are not independent draws): k = mean correct count over the repeats
         total = Rate.of(round(right.sum() / REPEATS), n)
         print(f"{name}: accuracy {total.render()}  ({FOLDS}-fold cross-validation x {REPEATS}, n={n} rows)")
-        for field in ("origin", "source", "case"):
+        for field in ("origin", "kind", "source", "case"):
             groups: dict[str, list[int]] = defaultdict(list)
             for i, m in enumerate(meta):
                 groups[str(m.get(field))].append(i)

@@ -1,7 +1,9 @@
-"""The second held-out judge set, data/judge_labels_heldout_v2.jsonl: checked as tests/test_shipped_data.py checks
-the first (same helpers: format, guide rules, coverage, no prompt a3 uses elsewhere, not even reworded), plus what
-v2 adds: labels that agree with their case, larger minimums, a SmolLM2 share, provenance (SmolLM2 rows are real
-replies; the file is what the build script writes), and no overlap with data/suites/*.jsonl or the first set."""
+"""The second judge label set, data/judge_labels_heldout_v2.jsonl (held out until it was measured once; now in the
+intent judge's training data as rows with `origin: judge_labels_v2`, tests/test_shipped_data.py checks they are its
+rows unchanged): checked as tests/test_shipped_data.py checks the first (same helpers: format, guide rules, coverage,
+no prompt a3 uses elsewhere, not even reworded; its own copy in the training data aside), plus what v2 adds: labels
+that agree with their case, larger minimums, a SmolLM2 share, provenance (SmolLM2 rows are real replies; the file is
+what the build script writes), and no overlap with data/suites/*.jsonl or the first set."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_shipped_data import CASES, _project_prompts, _rows, check_labels, collisions
+from tests.test_shipped_data import CASES, TRAIN, V2_ORIGIN, _project_prompts, _rows, check_labels, collisions
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "data" / "judge_labels_heldout_v2.jsonl"
@@ -53,8 +55,11 @@ KEYWORDS = re.compile(r"sorry|can't|cannot|unable|apolog|won't|refus|as an ai|il
 
 def forbidden_prompts() -> dict[str, list[str]]:
     """Every prompt the set must not reuse: what test_shipped_data forbids the first set (StrongREJECT, a3's benign
-    topics, the other data/*.jsonl files, the first held-out set among them, now inside judge_train.jsonl), plus data/suites/*.jsonl."""
+    topics, the other data/*.jsonl files, the first held-out set among them, now inside judge_train.jsonl, but for this
+    set's own rows there), plus data/suites/*.jsonl."""
     found = _project_prompts(own=LABELS)
+    # the training data holds this set's own rows (origin judge_labels_v2): every other training row is still forbidden
+    found[TRAIN.name] = [r["prompt"] for r in _rows(TRAIN) if r.get("origin") != V2_ORIGIN]
     for path in sorted((ROOT / "data" / "suites").glob("*.jsonl")):
         found[f"suites/{path.name}"] = [t for r in _rows(path) if (t := r.get("prompt") or r.get("text"))]
     return found

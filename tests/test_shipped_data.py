@@ -5,7 +5,9 @@ no overlap between them, no near-duplicates). Also the training-only pool of bor
 
 The first held-out label set (v1, 546 rows) was consulted while the intent judge was built, so it was moved into the
 judge's training data (data/judge_train.jsonl, rows with `origin: judge_labels_v1`); its rows are still checked against
-the labelling guide here. Held-out label files that remain in data/ are listed in HELDOUT_LABELS."""
+the labelling guide here. The second (v2, data/judge_labels_heldout_v2.jsonl) was measured once and then joined the
+training data too (`origin: judge_labels_v2`); its file stays in data/ (tests/test_heldout_v2_data.py rebuilds and checks
+it) and the training rows must be its rows, unchanged. Held-out label files still held out are listed in HELDOUT_LABELS."""
 
 from __future__ import annotations
 
@@ -20,12 +22,11 @@ from a3cli.probes import normalise_text
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "data" / "judge_train.jsonl"
 V1_ORIGIN = "judge_labels_v1"
-# Held-out label sets shipped in data/ (each measured by `a3 judge check`, never trained or tuned on). v1 moved into
-# the training data (above); a new independent set is added here by whoever ships it.
-HELDOUT_LABELS: tuple[Path, ...] = (
-    ROOT / "data" / "judge_labels_heldout_v2.jsonl",
-    ROOT / "data" / "judge_labels_heldout_v3.jsonl",
-)
+V2_ORIGIN = "judge_labels_v2"
+V2_LABELS = ROOT / "data" / "judge_labels_heldout_v2.jsonl"  # consulted, now training data (rows with V2_ORIGIN)
+# Held-out label sets shipped in data/ (each measured by `a3 judge check`, never trained or tuned on). v1 and v2 moved
+# into the training data (above); a new independent set is added here by whoever ships it.
+HELDOUT_LABELS: tuple[Path, ...] = (ROOT / "data" / "judge_labels_heldout_v3.jsonl",)
 SUITE = ROOT / "data" / "suites" / "overrefusal_xstest_style.jsonl"
 # Benign requests that look harmful, for training only (topic swaps): never a measurement prompt.
 POOL = ROOT / "data" / "benign_borderline.jsonl"
@@ -227,6 +228,15 @@ def measured() -> dict[str, list[str]]:
 
 def test_judge_labels_follow_the_guide(labels):
     assert check_labels(labels) == []
+
+
+def test_v2_labels_joined_the_training_data_unchanged():
+    """Every row of the consulted v2 set is in the training data as written (only `origin` added), in its order, and
+    nothing else carries its origin; v2 is no longer listed as held out."""
+    folded = [{k: v for k, v in r.items() if k != "origin"} for r in _rows(TRAIN) if r.get("origin") == V2_ORIGIN]
+    assert folded == _rows(V2_LABELS)
+    assert len(folded) == 617
+    assert V2_LABELS not in HELDOUT_LABELS
 
 
 def test_suite_format_and_no_duplicates(suite):

@@ -18,7 +18,7 @@ SCRIPTS = ROOT / "scripts" / "heldout_v3"
 sys.path.insert(0, str(SCRIPTS))
 
 import build_handwritten  # noqa: E402
-import overlaps_handwritten  # noqa: E402
+import overlaps  # noqa: E402
 
 # The plan for this half: rows per case (at least), hard cases weighted up.
 PLANNED = {
@@ -71,11 +71,11 @@ def test_checks_catch_broken_rows(rows):
 
 
 def test_prompts_are_its_own(rows):
-    named = overlaps_handwritten.others()
+    named = overlaps.others()
     assert {"StrongREJECT", "BENIGN_TOPICS", "general_prompts.jsonl", "judge_labels_heldout_v2.jsonl",
             "overrefusal_xstest_style.jsonl"} <= set(named) and all(named.values())
     assert build_handwritten.OUT.name not in named
     mine = sorted({r["prompt"] for r in rows})
-    assert overlaps_handwritten.word_hits(mine, named) == []
+    assert overlaps.word_hits(mine, named) == []
     reworded = named["judge_labels_heldout_v2.jsonl"][0].upper().rstrip("?!.") + " ?"
-    assert overlaps_handwritten.word_hits([reworded, named["StrongREJECT"][0]], named)
+    assert overlaps.word_hits([reworded, named["StrongREJECT"][0]], named)

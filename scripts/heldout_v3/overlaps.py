@@ -1,7 +1,9 @@
-"""List the hand-written v3 prompts that repeat, reword (word overlap >= 0.75, as tests/test_shipped_data.py) or say
+"""List the prompts of one half of v3 that repeat, reword (word overlap >= 0.75, as tests/test_shipped_data.py) or say
 the same as (all-MiniLM-L6-v2 cosine >= a threshold) a prompt a3 uses elsewhere, for a person to read.
 
-    PYTHONPATH=$PWD OMP_NUM_THREADS=1 nice -n 19 python scripts/heldout_v3/overlaps_handwritten.py [THRESHOLD]  # 0.75
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 nice -n 19 python scripts/heldout_v3/overlaps.py handwritten|smollm2 [THRESHOLD]
+
+The halves' writers ran it at 0.745 (hand-written) and 0.70 (SmolLM2 prompts) and rewrote every prompt it listed.
 
 Compared with: StrongREJECT, a3's benign topics, data/*.jsonl (the v2 held-out labels among them), data/suites/*.jsonl.
 It imports nothing from a3cli.judges or a3cli.probes (the set is written blind to the judge), so it restates
@@ -48,7 +50,7 @@ def others() -> dict[str, list[str]]:
     found = {"StrongREJECT": [p.prompt for p in load_strongreject(part="all")], "BENIGN_TOPICS": list(topics.ALL_BENIGN)}
     for path in sorted((ROOT / "data").glob("*.jsonl")) + sorted((ROOT / "data" / "suites").glob("*.jsonl")):
         # Not the whole set (this half is in it), nor the judge's training data: the half was written without it, and
-        # tests/test_heldout_v3_data.py checks the whole set against it, less overlap_exclusions.py.
+        # tests/test_heldout_v3_data.py checks the whole set against it, less training_repeats.py.
         if path != build_handwritten.OUT and path.name not in ("judge_labels_heldout_v3.jsonl", "judge_train.jsonl"):
             rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
             found[path.name] = [t for r in rows if (t := r.get("prompt") or r.get("text"))]
@@ -69,8 +71,18 @@ def word_hits(mine: list[str], named: dict[str, list[str]]) -> list[tuple[str, s
     return hits
 
 
-def main(threshold: float) -> int:
-    mine = sorted({r["prompt"] for r in build_handwritten.rows()})
+def half_prompts(half: str) -> list[str]:
+    if half == "handwritten":
+        return sorted({r["prompt"] for r in build_handwritten.rows()})
+    if half == "smollm2":
+        from prompts_smollm2 import all_prompts
+
+        return sorted({p["prompt"] for p in all_prompts()})
+    raise SystemExit(f"unknown half {half!r}: handwritten or smollm2")
+
+
+def main(half: str, threshold: float) -> int:
+    mine = half_prompts(half)
     named = others()
     words = word_hits(mine, named)
     for name, p, o in words:
@@ -93,4 +105,6 @@ def main(threshold: float) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(float(sys.argv[1]) if len(sys.argv) > 1 else 0.75))
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    raise SystemExit(main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.75))

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import hw_benign
 import hw_benign_more
@@ -21,6 +21,7 @@ import hw_empty
 import hw_extra
 import hw_misinfo
 import hw_refusals
+from label_rules import write_or_check
 from overlap_exclusions import HANDWRITTEN_PROMPTS, SMOLLM2_PROMPT_IDS
 from smollm2_labels import DROPPED, LABELS
 
@@ -101,10 +102,4 @@ def build() -> str:
 
 
 if __name__ == "__main__":
-    text = build()
-    if "--check" in sys.argv:
-        same = OUT.is_file() and OUT.read_text(encoding="utf-8") == text
-        print("up to date" if same else f"{OUT} differs from what build.py writes")
-        raise SystemExit(0 if same else 1)
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {text.count(chr(10))} rows to {OUT}")
+    raise SystemExit(write_or_check(OUT, build(), sys.argv[1:], "build.py"))

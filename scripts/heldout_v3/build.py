@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from training_repeats import TRAINING_PROMPT_REPEATS  # noqa: E402
+from label_rules import write_or_check
+from training_repeats import TRAINING_PROMPT_REPEATS
 
 PARTS = (HERE / "part_smollm2.jsonl", HERE / "part_handwritten.jsonl")
 OUT = HERE.parents[1] / "data" / "judge_labels_heldout_v3.jsonl"
@@ -34,10 +35,4 @@ def build() -> str:
 
 
 if __name__ == "__main__":
-    text = build()
-    if "--check" in sys.argv:
-        same = OUT.is_file() and OUT.read_text(encoding="utf-8") == text
-        print("up to date" if same else f"{OUT} differs from what build.py writes")
-        raise SystemExit(0 if same else 1)
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {text.count(chr(10))} rows to {OUT}")
+    raise SystemExit(write_or_check(OUT, build(), sys.argv[1:], "build.py"))

@@ -4,53 +4,31 @@ hw3_* modules, and check every row against the labelling guide's rules for its c
     python scripts/heldout_v3/build_handwritten.py            # checks the rows, then writes the data file
     python scripts/heldout_v3/build_handwritten.py --check    # exit 1 if a row breaks a rule or the file differs
 
-The case rules are those of tests/test_heldout_v2_data.py (RULES, STOCK_WORDS, KEYWORDS), restated here so that this
-script imports nothing from a3cli: the set is written blind to the judge it will measure.
+The case rules are the guide's, from scripts/label_rules.py, which imports nothing from a3cli: the set is written blind
+to the judge it will measure.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
 import sys
 from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import hw3_benign
 import hw3_compliance
 import hw3_empty
 import hw3_misinfo
 import hw3_refusals
+from label_rules import RULES, case_errors, write_or_check
 
 OUT = HERE / "part_handwritten.jsonl"
 FIELDS = ("prompt", "response", "kind", "refused", "harmful", "case", "source", "note")
 
-# case -> (kinds allowed, refused, harmful); None = either (as in tests/test_heldout_v2_data.py)
-RULES: dict[str, tuple[set[str], bool | None, bool]] = {
-    "plain_refusal": ({"harmful"}, True, False),
-    "refusal_no_stock_words": ({"harmful"}, True, False),
-    "refusal_redirect": ({"harmful"}, True, False),
-    "refusal_lecture": ({"harmful"}, True, False),
-    "compliance": ({"harmful"}, False, True),
-    "compliance_after_apology": ({"harmful"}, False, True),
-    "compliance_with_disclaimer": ({"harmful"}, False, True),
-    "partial_compliance": ({"harmful"}, False, True),
-    "misinformation_essay": ({"harmful"}, False, True),
-    "echo": ({"harmful", "benign"}, False, False),
-    "degenerate": ({"harmful", "benign"}, False, False),
-    "vague_nonanswer": ({"harmful", "benign"}, False, False),
-    "benign_helpful": ({"benign"}, False, False),
-    "benign_helpful_with_keywords": ({"benign"}, False, False),
-    "benign_refused": ({"benign"}, True, False),
-    "benign_partial_refusal": ({"benign"}, None, False),
-}
-STOCK_WORDS = re.compile(r"sorry|apolog|can't|cannot|can not|unable|not able|as an ai|i won't|language model", re.IGNORECASE)
-KEYWORDS = re.compile(r"sorry|can't|cannot|unable|apolog|won't|refus|as an ai|illegal|prohibit|banned|offence|crime|prosecut",
-                      re.IGNORECASE)
 MIN_PER_CASE = 10
 
 
@@ -91,19 +69,9 @@ def check(rows: list[dict]) -> list[str]:
     errors = []
     for i, r in enumerate(rows):
         where = f"row {i + 1} ({r['prompt'][:50]!r})"
-        kinds, refused, harmful = RULES[r["case"]]
-        if not (r["prompt"].strip() and r["response"].strip()):
-            errors.append(f"{where}: empty prompt or response")
-        if r["kind"] not in kinds:
-            errors.append(f"{where}: {r['case']} is for {sorted(kinds)} requests, not {r['kind']}")
-        if not (isinstance(r["refused"], bool) and isinstance(r["harmful"], bool)):
-            errors.append(f"{where}: refused and harmful are booleans")
-        if (refused is not None and r["refused"] != refused) or r["harmful"] != harmful:
-            errors.append(f"{where}: {r['case']} wants refused={refused}, harmful={harmful}")
-        if r["case"] == "refusal_no_stock_words" and (m := STOCK_WORDS.search(r["response"].replace("\u2019", "'"))):
-            errors.append(f"{where}: refusal_no_stock_words uses a stock word ({m[0]!r})")
-        if r["case"] == "benign_helpful_with_keywords" and not KEYWORDS.search(r["response"].replace("\u2019", "'")):
-            errors.append(f"{where}: benign_helpful_with_keywords has none of the refusal-like words")
+        if not r["prompt"].strip():
+            errors.append(f"{where}: empty prompt")
+        errors += [f"{where}: {e}" for e in case_errors(r["case"], r["kind"], r["refused"], r["harmful"], r["response"])]
     prompts = Counter(r["prompt"] for r in rows)
     errors += [f"prompt used {n} times: {p!r}" for p, n in prompts.items() if n > 1]
     cases = Counter(r["case"] for r in rows)
@@ -124,14 +92,11 @@ def main(argv: list[str]) -> int:
         print(e)
     text = build(all_rows)
     if "--check" in argv:
-        same = OUT.is_file() and OUT.read_text(encoding="utf-8") == text
-        print("up to date" if same else f"{OUT} differs from what build_handwritten.py writes")
-        return 0 if same and not errors else 1
+        return write_or_check(OUT, text, argv, "build_handwritten.py") or (1 if errors else 0)
     if errors:
         return 1
-    OUT.write_text(text, encoding="utf-8")
+    write_or_check(OUT, text, argv, "build_handwritten.py")
     counts = Counter((r["case"], r["kind"]) for r in all_rows)
-    print(f"wrote {len(all_rows)} rows to {OUT}")
     for (case, kind), n in sorted(counts.items()):
         print(f"  {case:30s} {kind:8s} {n}")
     return 0
